@@ -1,0 +1,144 @@
+"""The stream catalog: topics, their keys and partitions, and which event types go where.
+
+Read from ``streams/catalog.toml``; nothing else in the code names a topic.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+
+from interaction_store.events import EVENT_TYPES
+from interaction_store.settings import Settings
+
+
+class CatalogError(ValueError):
+    """The catalog file is inconsistent; the message names the topic and the field."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic of the catalog."""
+
+    logical: str
+    name: str
+    partitions: int
+    key: str
+    retention_ms: int
+    cleanup_policy: str
+    event_types: tuple[str, ...]
+    description: str = ""
+
+    def matches(self, event_type: str) -> bool:
+        return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.event_types)
+
+    def kafka_config(self) -> dict[str, str]:
+        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
+
+
+@dataclass(frozen=True)
+class StreamCatalog:
+    """All topics, the dead-letter topic, and the routing of event types to topics."""
+
+    topics: dict[str, TopicSpec]
+    dead_letter_logical: str
+
+    @property
+    def dead_letter(self) -> TopicSpec:
+        return self.topics[self.dead_letter_logical]
+
+    @property
+    def event_topics(self) -> list[TopicSpec]:
+        """The topics that carry events (all but the dead-letter topic)."""
+        return [t for t in self.topics.values() if t.logical != self.dead_letter_logical]
+
+    @cached_property
+    def _routes(self) -> dict[str, TopicSpec]:
+        return {name: self._route(name) for name in EVENT_TYPES}
+
+    def _route(self, event_type: str) -> TopicSpec:
+        hits = [t for t in self.event_topics if t.matches(event_type)]
+        if len(hits) != 1:
+            where = ", ".join(t.logical for t in hits) or "no topic"
+            raise CatalogError(
+                f"event type {event_type!r} must route to exactly one topic, "
+                f"but matches {where}: fix event_types in the catalog"
+            )
+        return hits[0]
+
+    def topic_for(self, event_type: str) -> TopicSpec:
+        """The topic an event type is published to."""
+        try:
+            return self._routes[event_type]
+        except KeyError:
+            raise CatalogError(f"unknown event type {event_type!r}") from None
+
+    def by_name(self, name: str) -> TopicSpec:
+        """A topic by its logical name (``interactions``) or its full name."""
+        for t in self.topics.values():
+            if name in (t.logical, t.name):
+                return t
+        known = ", ".join(sorted(self.topics))
+        raise CatalogError(f"unknown topic {name!r}; the catalog has {known}")
+
+    @classmethod
+    def load(cls, settings: Settings | None = None, path: Path | None = None) -> StreamCatalog:
+        settings = settings or Settings()
+        path = path or settings.streams_dir / "catalog.toml"
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CatalogError(
+                f"stream catalog not found at {path}: set ISTORE_STREAMS_DIR to the folder "
+                "holding catalog.toml"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise CatalogError(f"{path}: not valid TOML: {exc}") from None
+        topics: dict[str, TopicSpec] = {}
+        for logical, raw in (data.get("topics") or {}).items():
+            topics[logical] = _topic(logical, raw, settings.topic_prefix, path)
+        for logical, count in settings.partitions.items():
+            if logical not in topics:
+                raise CatalogError(f"ISTORE_PARTITIONS names unknown topic {logical!r}")
+            if count < 1:
+                raise CatalogError(f"ISTORE_PARTITIONS[{logical!r}]={count}: must be >= 1")
+            topics[logical] = replace(topics[logical], partitions=count)
+        dead = data.get("dead_letter_topic")
+        if dead not in topics:
+            raise CatalogError(f"{path}: dead_letter_topic={dead!r} is not one of the topics")
+        names = [t.name for t in topics.values()]
+        if len(set(names)) != len(names):
+            raise CatalogError(f"{path}: topic names must be unique, got {names}")
+        catalog = cls(topics=topics, dead_letter_logical=dead)
+        _ = catalog._routes  # every event type must route somewhere: fail at load, not later
+        return catalog
+
+
+def _topic(logical: str, raw: dict[str, object], prefix: str, path: Path) -> TopicSpec:
+    def need(field: str, kind: type) -> object:
+        value = raw.get(field)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CatalogError(
+                f"{path}: topics.{logical}.{field}={value!r}: must be a {kind.__name__}"
+            )
+        return value
+
+    partitions = need("partitions", int)
+    assert isinstance(partitions, int)
+    if partitions < 1:
+        raise CatalogError(f"{path}: topics.{logical}.partitions={partitions}: must be >= 1")
+    types = need("event_types", list)
+    assert isinstance(types, list)
+    return TopicSpec(
+        logical=logical,
+        name=prefix + str(need("name", str)),
+        partitions=partitions,
+        key=str(raw.get("key", "")),
+        retention_ms=int(need("retention_ms", int)),  # type: ignore[call-overload]  # checked by need()
+        cleanup_policy=str(need("cleanup_policy", str)),
+        event_types=tuple(str(t) for t in types),
+        description=str(raw.get("description", "")),
+    )

@@ -1,0 +1,211 @@
+"""The one serializer: events to and from JSON bytes (orjson), with validation and upcasting.
+
+A rejected event raises :class:`EventRejected`, whose violations name the event, the field,
+the bad value and the rule it broke, so an upstream system can act on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from interaction_store.events import CURRENT_VERSIONS, EVENT_ADAPTER, EVENT_TYPES, InteractionEvent
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+_MAX_VALUE_CHARS = 120
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule of the contract."""
+
+    field: str
+    value: Any
+    rule: str
+    message: str
+
+    def describe(self) -> str:
+        return f"{self.field}={_show(self.value)}: {self.message} [rule: {self.rule}]"
+
+
+class EventRejected(ValueError):
+    """An event that does not meet the contract; nothing of it was stored."""
+
+    def __init__(self, event_id: str | None, event_type: str | None, violations: list[Violation]):
+        self.event_id = event_id
+        self.event_type = event_type
+        self.violations = violations
+        who = f"event {event_id or '(no event_id)'}"
+        if event_type:
+            who += f" ({event_type})"
+        super().__init__(f"{who} rejected: " + "; ".join(v.describe() for v in violations))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "type": self.event_type,
+            "violations": [
+                {"field": v.field, "value": _jsonable(v.value), "rule": v.rule, "message": v.message}
+                for v in self.violations
+            ],
+        }
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "..."
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return _show(value)
+    return value
+
+
+# --------------------------------------------------------------------------- upcasting
+
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+"""(type, from_version) -> function turning a version-N event document into version N+1."""
+
+
+def upcaster(event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register a function that lifts ``event_type`` from ``from_version`` to the next one."""
+
+    def register(fn: Upcaster) -> Upcaster:
+        UPCASTERS[(event_type, from_version)] = fn
+        return fn
+
+    return register
+
+
+@upcaster("email.bounced", 1)
+def _bounce_v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    # Version 1 said {"hard": true|false}; version 2 names the kind, which leaves room for more.
+    payload = dict(doc.get("payload") or {})
+    hard = payload.pop("hard", None)
+    if not isinstance(hard, bool):
+        raise EventRejected(
+            _str_or_none(doc.get("event_id")),
+            "email.bounced",
+            [Violation("payload.hard", hard, "bool", "version 1 bounces need hard: true|false")],
+        )
+    payload["bounce_type"] = "hard" if hard else "soft"
+    return {**doc, "payload": payload, "schema_version": 2}
+
+
+def upcast(doc: dict[str, Any]) -> dict[str, Any]:
+    """Lift an event document to its type's current schema version."""
+    event_type = doc["type"]
+    current = CURRENT_VERSIONS[event_type]
+    version = doc["schema_version"]
+    while version < current:
+        step = UPCASTERS.get((event_type, version))
+        if step is None:
+            raise EventRejected(
+                _str_or_none(doc.get("event_id")),
+                event_type,
+                [
+                    Violation(
+                        "schema_version",
+                        version,
+                        "known_schema_version",
+                        f"no upcaster from version {version}; current is {current}",
+                    )
+                ],
+            )
+        doc = step(doc)
+        version = doc["schema_version"]
+    return doc
+
+
+# --------------------------------------------------------------------------- encode / decode
+
+
+def encode(event: InteractionEvent) -> bytes:
+    """The wire form: compact JSON, absent optional fields left out."""
+    return orjson.dumps(event.model_dump(exclude_none=True))
+
+
+def decode(raw: bytes | str) -> InteractionEvent:
+    """Validate raw JSON bytes into a typed event, upcasting older schema versions."""
+    try:
+        # Fast path: the current version of a valid event validates in one pass in pydantic-core.
+        return EVENT_ADAPTER.validate_json(raw)
+    except ValidationError:
+        pass
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        raise EventRejected(
+            None, None, [Violation("(document)", text[:80], "json", f"not valid JSON: {exc}")]
+        ) from None
+    return decode_document(doc)
+
+
+def decode_document(doc: Any) -> InteractionEvent:
+    """Validate a parsed JSON document (a dict) into a typed event."""
+    if not isinstance(doc, dict):
+        raise EventRejected(
+            None,
+            None,
+            [Violation("(document)", doc, "object", "an event must be a JSON object")],
+        )
+    event_id = _str_or_none(doc.get("event_id"))
+    event_type = doc.get("type")
+    if event_type not in EVENT_TYPES:
+        rule_msg = (
+            "type is required"
+            if event_type is None
+            else "unknown event type; see streams/schemas for the known ones"
+        )
+        raise EventRejected(
+            event_id, None, [Violation("type", event_type, "known_type", rule_msg)]
+        )
+    assert isinstance(event_type, str)
+    version = doc.get("schema_version")
+    current = CURRENT_VERSIONS[event_type]
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= current:
+        raise EventRejected(
+            event_id,
+            event_type,
+            [
+                Violation(
+                    "schema_version",
+                    version,
+                    "known_schema_version",
+                    f"{event_type} has schema versions 1 to {current}",
+                )
+            ],
+        )
+    if version < current:
+        doc = upcast(doc)
+    try:
+        return EVENT_TYPES[event_type].model_validate(doc)
+    except ValidationError as exc:
+        raise EventRejected(event_id, event_type, _violations(exc)) from None
+
+
+def _violations(exc: ValidationError) -> list[Violation]:
+    out = []
+    for err in exc.errors(include_url=False):
+        field = ".".join(str(p) for p in err["loc"]) or "(event)"
+        out.append(Violation(field, err.get("input"), err["type"], err["msg"]))
+    return out
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def to_document(event: InteractionEvent) -> dict[str, Any]:
+    """The event as a JSON-ready dict (what :func:`encode` serializes)."""
+    result: dict[str, Any] = orjson.loads(encode(event))
+    return result

@@ -1,0 +1,459 @@
+"""The event contract: an envelope plus a typed payload per interaction type.
+
+Every event type is a pydantic model discriminated on ``type``; ``EVENT_TYPES`` maps each
+type name to its model and ``AnyEvent`` is the union upstream systems publish against.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any, ClassVar, Literal, Union
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    create_model,
+    model_validator,
+)
+
+PERSONAL = "x-personal-data"
+"""JSON Schema marker on fields that hold personal data (erased on request)."""
+
+
+def personal(**kwargs: Any) -> Any:
+    """A field that holds personal data: marked in the schema so erasure can find it."""
+    extra = dict(kwargs.pop("json_schema_extra", None) or {})
+    extra[PERSONAL] = True
+    return Field(json_schema_extra=extra, **kwargs)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+NonEmpty = Annotated[str, Field(min_length=1, max_length=2000)]
+Url = Annotated[str, Field(min_length=1, max_length=4000, pattern=r"^[a-zA-Z][a-zA-Z0-9+.-]*:")]
+
+
+# --------------------------------------------------------------------------- envelope parts
+
+
+class Subject(_Strict):
+    """Who the event is about: a contact and/or a lead, or an anonymous visitor."""
+
+    contact_id: UUID | None = None
+    lead_id: UUID | None = None
+    anonymous_id: Annotated[str, Field(min_length=1, max_length=200)] | None = personal(
+        default=None, description="Cookie or device id of a visitor not yet known"
+    )
+    account_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> Subject:
+        if self.contact_id is None and self.lead_id is None and self.anonymous_id is None:
+            raise ValueError("at least one of contact_id, lead_id or anonymous_id is required")
+        return self
+
+
+class Correlation(_Strict):
+    """What produced the event: the journey, campaign and message it belongs to."""
+
+    journey_id: str | None = None
+    campaign_id: str | None = None
+    message_id: str | None = None
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+class Empty(_Strict):
+    """No payload fields."""
+
+
+class EmailSent(_Strict):
+    subject: NonEmpty
+    preview_text: str = Field(default="", max_length=2000)
+    to_address: str | None = personal(default=None, max_length=320)
+    legal_designation: Literal["commercial", "transactional"] = "commercial"
+    list_id: str | None = None
+
+
+class EmailClicked(_Strict):
+    url: Url
+
+
+class BounceType(str, Enum):
+    hard = "hard"
+    soft = "soft"
+
+
+class EmailBounced(_Strict):
+    """Version 2: ``bounce_type`` replaced version 1's boolean ``hard``."""
+
+    bounce_type: BounceType
+    reason: str = Field(default="", max_length=2000)
+
+
+class EmailUnsubscribed(_Strict):
+    list_id: str | None = Field(
+        default=None, description="The list left; none means all bulk email"
+    )
+    via: Literal["link", "subscription_center", "reply"] = "link"
+
+
+class EmailBlocked(_Strict):
+    reason: NonEmpty
+
+
+class SmsSent(_Strict):
+    text: Annotated[str, Field(min_length=1, max_length=1600)]
+    to_number: str | None = personal(default=None, max_length=32)
+
+
+class SmsFailed(_Strict):
+    reason: NonEmpty
+
+
+class SmsReplied(_Strict):
+    text: str = personal(max_length=1600)
+    keyword: str | None = Field(default=None, max_length=32)
+
+    OPT_OUT_KEYWORDS: ClassVar[frozenset[str]] = frozenset(
+        {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "ARRET", "ALTO"}
+    )
+
+    @property
+    def is_opt_out(self) -> bool:
+        word = (self.keyword or self.text).strip().split(maxsplit=1)
+        return bool(word) and word[0].upper() in self.OPT_OUT_KEYWORDS
+
+
+class PushSent(_Strict):
+    title: NonEmpty
+    body: str = Field(default="", max_length=4000)
+
+
+class PageViewed(_Strict):
+    url: Url
+    referrer: str | None = Field(default=None, max_length=4000)
+    seconds_on_page: float = Field(default=0, ge=0)
+
+
+class LinkClicked(_Strict):
+    url: Url
+    page_url: str | None = Field(default=None, max_length=4000)
+
+
+class FormViewed(_Strict):
+    form_id: NonEmpty
+    page_url: str | None = Field(default=None, max_length=4000)
+
+
+class FormSubmitted(_Strict):
+    form_id: NonEmpty
+    fields: dict[str, str] = personal(default_factory=dict)
+    consent_checkboxes: dict[str, bool] = Field(default_factory=dict)
+    prefilled: bool = False
+
+
+class MarketingEventRef(_Strict):
+    event_ref: NonEmpty = Field(description="Id of the marketing event")
+    event_name: str = Field(default="", max_length=500)
+
+
+class SessionAttended(MarketingEventRef):
+    session_id: NonEmpty
+    session_name: str = Field(default="", max_length=500)
+
+
+class ChatInvitationShown(_Strict):
+    rule_name: NonEmpty = Field(description="The proactive chat rule that fired")
+    page_url: str | None = Field(default=None, max_length=4000)
+    seconds_on_page: float = Field(default=0, ge=0)
+    trigger_message: str = Field(default="", max_length=2000)
+
+
+class ChatInvitationExpired(_Strict):
+    seconds_shown: float = Field(
+        ge=60, description="An unanswered proactive invitation closes after one minute"
+    )
+
+
+class ChatInvitationRef(_Strict):
+    rule_name: str | None = Field(default=None, max_length=200)
+
+
+class ChatConversationStarted(_Strict):
+    conversation_id: NonEmpty
+    agent_id: str | None = None
+    proactive: bool = False
+
+
+class ChatMessage(_Strict):
+    conversation_id: NonEmpty
+    sender: Literal["customer", "agent", "bot"]
+    text: str = personal(max_length=10000)
+
+
+class ChatConversationEnded(_Strict):
+    conversation_id: NonEmpty
+    duration_seconds: float = Field(ge=0)
+
+
+class PhoneCall(_Strict):
+    direction: Literal["inbound", "outbound"]
+    subject: str = Field(default="", max_length=500)
+    duration_seconds: float = Field(default=0, ge=0)
+
+
+class Appointment(_Strict):
+    subject: str = Field(default="", max_length=500)
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Appointment:
+        if self.ends_at < self.starts_at:
+            raise ValueError("ends_at must not be before starts_at")
+        return self
+
+
+class TaskActivity(_Strict):
+    subject: str = Field(default="", max_length=500)
+    due_at: AwareDatetime | None = None
+
+
+class CaseOpened(_Strict):
+    case_id: NonEmpty
+    title: str = Field(default="", max_length=500)
+    priority: Literal["low", "normal", "high"] = "normal"
+    origin: Literal["phone", "email", "web", "chat", "social", "other"] = "web"
+
+
+class CaseResolved(_Strict):
+    case_id: NonEmpty
+    resolution: str = Field(default="", max_length=2000)
+
+
+class ContactDetails(_Strict):
+    first_name: str | None = personal(default=None, max_length=200)
+    last_name: str | None = personal(default=None, max_length=200)
+    email: str | None = personal(default=None, max_length=320)
+    phone: str | None = personal(default=None, max_length=32)
+    is_child: bool | None = None
+    guardian_contact_id: UUID | None = None
+
+
+class AccountCreated(_Strict):
+    name: str = Field(min_length=1, max_length=500)
+
+
+class AccountMembership(_Strict):
+    account_id: UUID
+
+
+class LeadCreated(_Strict):
+    topic: str = Field(default="", max_length=500, description="What the lead is interested in")
+    parent_contact_id: UUID | None = None
+    parent_account_id: UUID | None = None
+
+
+class LeadQualified(_Strict):
+    opportunity_id: str | None = None
+
+
+class LeadReason(_Strict):
+    reason: str = Field(default="", max_length=2000)
+
+
+class LeadSalesReady(_Strict):
+    model: NonEmpty
+    score: float
+    threshold: float
+
+
+class IdentityLinked(_Strict):
+    anonymous_id: str = personal(min_length=1, max_length=200)
+    contact_id: UUID
+
+
+class ContactsMerged(_Strict):
+    merged_contact_id: UUID = Field(description="The duplicate folded into the subject contact")
+
+
+class PreferencesChanged(_Strict):
+    """Only the preferences present change; absent ones keep their value."""
+
+    allow_bulk_email: bool | None = None
+    allow_email: bool | None = None
+    allow_prefill: bool | None = None
+    track_email: bool | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> PreferencesChanged:
+        if all(v is None for v in self.model_dump().values()):
+            raise ValueError("at least one preference must be given")
+        return self
+
+
+class SubscriptionJoined(_Strict):
+    list_id: NonEmpty
+    list_name: str = Field(default="", max_length=500)
+
+
+class SubscriptionLeft(_Strict):
+    list_id: NonEmpty
+
+
+class ContactPointConsent(_Strict):
+    channel: Literal["email", "sms", "phone", "push"]
+    contact_point: str = personal(min_length=1, max_length=320)
+    purpose: Literal["commercial", "transactional", "tracking"]
+    topic: str | None = Field(default=None, max_length=200)
+    status: Literal["opted_in", "opted_out"]
+
+
+class ConsentLevel(str, Enum):
+    """Data-protection consent levels, lowest to highest."""
+
+    not_consented = "not_consented"
+    consent = "consent"
+    transactional = "transactional"
+    subscriptions = "subscriptions"
+    marketing = "marketing"
+    profiling = "profiling"
+
+
+class ConsentLevelChanged(_Strict):
+    level: ConsentLevel
+
+
+# --------------------------------------------------------------------------- the types
+
+_TYPES: dict[str, tuple[type[BaseModel], int, str]] = {
+    # type name: (payload model, current schema_version, one-line description)
+    "email.sent": (EmailSent, 1, "A marketing or transactional email was sent"),
+    "email.delivered": (Empty, 1, "The email reached the recipient's server"),
+    "email.opened": (Empty, 1, "The email was opened"),
+    "email.clicked": (EmailClicked, 1, "A link in the email was clicked"),
+    "email.bounced": (EmailBounced, 2, "The email bounced (hard or soft)"),
+    "email.unsubscribed": (EmailUnsubscribed, 1, "The contact unsubscribed via the email"),
+    "email.spam_reported": (Empty, 1, "The recipient reported the email as spam"),
+    "email.blocked": (EmailBlocked, 1, "The email was not sent because consent was missing"),
+    "sms.sent": (SmsSent, 1, "A text message was sent"),
+    "sms.delivered": (Empty, 1, "The text message was delivered"),
+    "sms.failed": (SmsFailed, 1, "The text message could not be delivered"),
+    "sms.clicked": (EmailClicked, 1, "A link in the text message was clicked"),
+    "sms.replied": (SmsReplied, 1, "The contact replied; STOP and the like opt out"),
+    "push.sent": (PushSent, 1, "A push notification was sent"),
+    "push.delivered": (Empty, 1, "The push notification was delivered"),
+    "push.opened": (Empty, 1, "The push notification was opened"),
+    "web.page_viewed": (PageViewed, 1, "A web page was viewed"),
+    "web.link_clicked": (LinkClicked, 1, "A tracked link on a web page was clicked"),
+    "form.viewed": (FormViewed, 1, "A marketing form was viewed"),
+    "form.submitted": (FormSubmitted, 1, "A marketing form was submitted"),
+    "event.registered": (MarketingEventRef, 1, "Registered for a marketing event"),
+    "event.registration_cancelled": (MarketingEventRef, 1, "Cancelled an event registration"),
+    "event.checked_in": (MarketingEventRef, 1, "Checked in at a marketing event"),
+    "event.session_attended": (SessionAttended, 1, "Attended a session of an event"),
+    "chat.invitation_shown": (ChatInvitationShown, 1, "A proactive chat invitation was shown"),
+    "chat.invitation_accepted": (ChatInvitationRef, 1, "The proactive invitation was accepted"),
+    "chat.invitation_declined": (ChatInvitationRef, 1, "The proactive invitation was closed"),
+    "chat.invitation_expired": (ChatInvitationExpired, 1, "Not accepted within one minute"),
+    "chat.conversation_started": (ChatConversationStarted, 1, "A chat conversation started"),
+    "chat.message": (ChatMessage, 1, "A message in a chat conversation"),
+    "chat.conversation_ended": (ChatConversationEnded, 1, "A chat conversation ended"),
+    "activity.phone_call": (PhoneCall, 1, "A phone call with the contact"),
+    "activity.appointment": (Appointment, 1, "An appointment with the contact"),
+    "activity.task": (TaskActivity, 1, "A task about the contact"),
+    "activity.case_opened": (CaseOpened, 1, "A service case was opened"),
+    "activity.case_resolved": (CaseResolved, 1, "A service case was resolved"),
+    "contact.created": (ContactDetails, 1, "A contact was created"),
+    "contact.updated": (ContactDetails, 1, "A contact's details changed (absent = unchanged)"),
+    "contact.merged": (ContactsMerged, 1, "A duplicate contact was merged into the subject"),
+    "contact.joined_account": (AccountMembership, 1, "The contact joined an account"),
+    "contact.left_account": (AccountMembership, 1, "The contact left an account"),
+    "account.created": (AccountCreated, 1, "An account (company) was created"),
+    "identity.linked": (IdentityLinked, 1, "An anonymous visitor was identified as a contact"),
+    "lead.created": (LeadCreated, 1, "A lead was created, with a parent contact or account"),
+    "lead.qualified": (LeadQualified, 1, "The lead was promoted to an opportunity"),
+    "lead.returned_to_marketing": (LeadReason, 1, "Sales returned the lead to marketing"),
+    "lead.disqualified": (LeadReason, 1, "The lead was disqualified"),
+    "lead.sales_ready": (LeadSalesReady, 1, "The lead's score crossed a model's threshold"),
+    "consent.preferences_changed": (PreferencesChanged, 1, "Contact preferences changed"),
+    "consent.subscription_joined": (SubscriptionJoined, 1, "Joined a subscription list"),
+    "consent.subscription_left": (SubscriptionLeft, 1, "Left a subscription list"),
+    "consent.contact_point_changed": (
+        ContactPointConsent,
+        1,
+        "Consent for an email address or phone number, per purpose and topic",
+    ),
+    "consent.level_changed": (ConsentLevelChanged, 1, "Data-protection consent level changed"),
+}
+
+
+class InteractionEvent(_Strict):
+    """The envelope every event shares; subclasses fix ``type`` and type the payload."""
+
+    event_id: UUID = Field(description="Unique id; the idempotency key")
+    type: str
+    schema_version: int = Field(ge=1)
+    occurred_at: AwareDatetime
+    recorded_at: AwareDatetime | None = Field(default=None, description="Set at ingest")
+    source: str = Field(min_length=1, max_length=200, description="The upstream system")
+    subject: Subject
+    correlation: Correlation = Field(default_factory=Correlation)
+    payload: BaseModel
+
+    @property
+    def channel(self) -> str:
+        """The prefix of the type: email, sms, push, web, form, event, chat, activity, ..."""
+        return self.type.split(".", 1)[0]
+
+    @property
+    def key(self) -> str:
+        """The partition key: the contact where there is one, so its events keep order."""
+        s = self.subject
+        return str(s.contact_id or s.lead_id or s.anonymous_id)
+
+    def with_recorded_at(self, when: datetime) -> InteractionEvent:
+        return self if self.recorded_at is not None else self.model_copy(update={"recorded_at": when})
+
+
+def _class_name(type_name: str) -> str:
+    return "".join(p.capitalize() for p in type_name.replace(".", "_").split("_")) + "Event"
+
+
+def _make(type_name: str, payload: type[BaseModel], version: int, doc: str) -> type[InteractionEvent]:
+    model: type[InteractionEvent] = create_model(
+        _class_name(type_name),
+        __base__=InteractionEvent,
+        __doc__=doc,
+        type=(Literal[type_name], ...),
+        schema_version=(Literal[version], Field(description="Current version of this type")),
+        payload=(payload, Field(default_factory=payload) if not payload.model_fields or all(
+            not f.is_required() for f in payload.model_fields.values()
+        ) else ...),
+    )
+    return model
+
+
+EVENT_TYPES: dict[str, type[InteractionEvent]] = {
+    name: _make(name, payload, version, doc) for name, (payload, version, doc) in _TYPES.items()
+}
+"""Every known event type, by name."""
+
+CURRENT_VERSIONS: dict[str, int] = {name: v for name, (_, v, _) in _TYPES.items()}
+
+AnyEvent = Annotated[
+    Union[tuple(EVENT_TYPES.values())],  # type: ignore[valid-type]  # built from the registry
+    Field(discriminator="type"),
+]
+"""The discriminated union of every event type."""
+
+EVENT_ADAPTER: TypeAdapter[InteractionEvent] = TypeAdapter(AnyEvent)

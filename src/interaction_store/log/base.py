@@ -1,0 +1,183 @@
+"""The log interface both backends implement: publish a batch, read from a position, follow."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from interaction_store.catalog import StreamCatalog
+from interaction_store.codec import decode
+from interaction_store.events import InteractionEvent
+from interaction_store.settings import Settings
+
+
+class LogError(RuntimeError):
+    """The log could not do what was asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """Where a record is: topic, partition, offset (offsets start at 0 in each partition)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.partition}@{self.offset}"
+
+
+@dataclass(frozen=True)
+class Appended:
+    """The outcome of publishing one event: its position, and whether it was there already."""
+
+    event_id: UUID
+    position: Position
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Input that was rejected: the original bytes, the reason, and where it came from."""
+
+    original: bytes
+    reason: str
+    source: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "istore.reason": self.reason,
+            "istore.source": self.source,
+            "istore.details": orjson.dumps(self.details).decode(),
+        }
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One record read back from the log."""
+
+    position: Position
+    value: bytes
+    stored_key: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str | None:
+        if self.stored_key is not None:
+            return self.stored_key
+        try:
+            subject = orjson.loads(self.value).get("subject") or {}
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        key = subject.get("contact_id") or subject.get("lead_id") or subject.get("anonymous_id")
+        return None if key is None else str(key)
+
+    def event(self) -> InteractionEvent:
+        return decode(self.value)
+
+
+PartitionOffsets = dict[tuple[str, int], int]
+"""(topic, partition) -> the next offset to read."""
+
+
+class EventLog(ABC):
+    """An append-only log of events in the catalog's topics.
+
+    Publishing routes each event to its topic, keys it by contact, skips event ids already in
+    the log (reported as duplicates with their first position), and returns positions in the
+    order of the input.
+    """
+
+    def __init__(self, settings: Settings, catalog: StreamCatalog | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog or StreamCatalog.load(settings)
+
+    @abstractmethod
+    def publish(self, events: Sequence[InteractionEvent]) -> list[Appended]:
+        """Append events (atomically per batch where the backend can); return each outcome."""
+
+    @abstractmethod
+    def dead_letter(self, letters: Sequence[DeadLetter]) -> list[Position]:
+        """Append rejected input to the dead-letter topic."""
+
+    @abstractmethod
+    def partitions(self, topic: str) -> list[int]:
+        """The partition numbers of a topic (full name)."""
+
+    @abstractmethod
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """The next offset to be written, per partition."""
+
+    @abstractmethod
+    def read(self, topic: str, partition: int, offset: int, limit: int = 1000) -> list[LogRecord]:
+        """Up to ``limit`` records of one partition from ``offset`` on (inclusive)."""
+
+    def follow(
+        self,
+        start: Mapping[tuple[str, int], int] | None = None,
+        topics: Sequence[str] | None = None,
+        *,
+        batch_size: int = 1000,
+        idle_sleep: float = 0.2,
+        until: Callable[[], bool] = lambda: False,
+    ) -> Iterator[list[LogRecord]]:
+        """Batches of new records from ``start`` on (default: the beginning), forever or
+        until ``until()`` says stop; an empty batch means nothing new for now."""
+        names = list(topics) if topics is not None else [t.name for t in self.catalog.event_topics]
+        nxt: PartitionOffsets = {}
+        for topic in names:
+            for p in self.partitions(topic):
+                nxt[(topic, p)] = (start or {}).get((topic, p), 0)
+        while not until():
+            batch: list[LogRecord] = []
+            for (topic, p), offset in nxt.items():
+                records = self.read(topic, p, offset, batch_size - len(batch))
+                if records:
+                    nxt[(topic, p)] = records[-1].position.offset + 1
+                    batch.extend(records)
+                if len(batch) >= batch_size:
+                    break
+            yield batch
+            if not batch:
+                time.sleep(idle_sleep)
+
+    def ensure_topics(self) -> list[str]:
+        """Create missing topics; return the names created."""
+        return []
+
+    def close(self) -> None:  # noqa: B027  # backends without resources need no close
+        """Release connections and files."""
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+_BACKENDS = {
+    "embedded": "interaction_store.log.embedded:EmbeddedLog",
+    "kafka": "interaction_store.log.kafka:KafkaLog",
+}
+
+
+def open_log(settings: Settings | None = None, catalog: StreamCatalog | None = None) -> EventLog:
+    """The log the settings choose (``ISTORE_BACKEND``)."""
+    settings = settings or Settings()
+    module_name, _, cls_name = _BACKENDS[settings.backend].partition(":")
+    cls: type[EventLog] = getattr(importlib.import_module(module_name), cls_name)
+    return cls(settings, catalog)

@@ -1,0 +1,79 @@
+"""The one settings object: every knob, overridable by ``ISTORE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _data_folder(name: str) -> Path:
+    """``streams/`` or ``projections/``: the checkout's copy when run from source, else the
+    copy shipped inside the wheel."""
+    in_checkout = _PACKAGE_DIR.parent.parent / name
+    if (in_checkout / ".istore-data-folder").exists():
+        return in_checkout
+    return _PACKAGE_DIR / "_data" / name
+
+
+class Settings(BaseSettings):
+    """Where the store keeps its data and how it reaches Kafka."""
+
+    model_config = SettingsConfigDict(env_prefix="ISTORE_", extra="ignore")
+
+    backend: Literal["embedded", "kafka"] = Field(
+        default="embedded",
+        description="embedded: one SQLite file in data_dir, no server; kafka: Apache Kafka",
+    )
+    data_dir: Path = Field(default=Path("istore-data"), description="Folder of the embedded store")
+    streams_dir: Path = Field(default_factory=lambda: _data_folder("streams"))
+    projections_dir: Path = Field(default_factory=lambda: _data_folder("projections"))
+    topic_prefix: str = Field(
+        default="", description="Prepended to every topic name (isolates tenants or tests)"
+    )
+    partitions: dict[str, int] = Field(
+        default_factory=dict,
+        description='Partition counts overriding the catalog, e.g. {"interactions": 12}',
+    )
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ISTORE_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    kafka_client_id: str = "interaction-store"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_home: Path | None = Field(
+        default=None, description="Folder of the local broker (istore kafka start)"
+    )
+    publish_batch_size: int = Field(default=5000, ge=1, le=1_000_000)
+
+    @property
+    def local_kafka_home(self) -> Path:
+        return self.kafka_home or self.data_dir / "kafka"
+
+    def kafka_client_config(self) -> dict[str, object]:
+        """The connection settings every kafka-python client here shares."""
+        if not self.kafka_bootstrap_servers:
+            raise ValueError(
+                "no Kafka broker configured: set ISTORE_KAFKA_BOOTSTRAP_SERVERS "
+                "(or KAFKA_BOOTSTRAP_SERVERS), or run `istore kafka start` for a local one"
+            )
+        config: dict[str, object] = {
+            "bootstrap_servers": self.kafka_bootstrap_servers.split(","),
+            "client_id": self.kafka_client_id,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            config["sasl_mechanism"] = self.kafka_sasl_mechanism
+            config["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                config["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return config
