@@ -20,6 +20,7 @@ from pydantic import (
     create_model,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 PERSONAL = "x-personal-data"
 """JSON Schema marker on fields that hold personal data (erased on request)."""
@@ -36,6 +37,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+# RFC 3339 with an offset: the schema's way of saying "timezone-aware" without format checkers.
+AWARE_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|z|[+-]\d\d:\d\d)$"
+Instant = Annotated[AwareDatetime, Field(json_schema_extra={"pattern": AWARE_PATTERN})]
+
 NonEmpty = Annotated[str, Field(min_length=1, max_length=2000)]
 Url = Annotated[str, Field(min_length=1, max_length=4000, pattern=r"^[a-zA-Z][a-zA-Z0-9+.-]*:")]
 
@@ -45,6 +50,16 @@ Url = Annotated[str, Field(min_length=1, max_length=4000, pattern=r"^[a-zA-Z][a-
 
 class Subject(_Strict):
     """Who the event is about: a contact and/or a lead, or an anonymous visitor."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            # What the validator below enforces, said in the schema for other languages.
+            "anyOf": [
+                {"required": [k], "properties": {k: {"type": "string"}}}
+                for k in ("contact_id", "lead_id", "anonymous_id")
+            ]
+        }
+    )
 
     contact_id: UUID | None = None
     lead_id: UUID | None = None
@@ -56,7 +71,9 @@ class Subject(_Strict):
     @model_validator(mode="after")
     def _at_least_one(self) -> Subject:
         if self.contact_id is None and self.lead_id is None and self.anonymous_id is None:
-            raise ValueError("at least one of contact_id, lead_id or anonymous_id is required")
+            raise PydanticCustomError(
+                "subject_required", "at least one of contact_id, lead_id or anonymous_id is required"
+            )
         return self
 
 
@@ -213,8 +230,8 @@ class PhoneCall(_Strict):
 
 class Appointment(_Strict):
     subject: str = Field(default="", max_length=500)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Instant
+    ends_at: Instant
 
     @model_validator(mode="after")
     def _ordered(self) -> Appointment:
@@ -225,7 +242,7 @@ class Appointment(_Strict):
 
 class TaskActivity(_Strict):
     subject: str = Field(default="", max_length=500)
-    due_at: AwareDatetime | None = None
+    due_at: Instant | None = None
 
 
 class CaseOpened(_Strict):
@@ -403,8 +420,8 @@ class InteractionEvent(_Strict):
     event_id: UUID = Field(description="Unique id; the idempotency key")
     type: str
     schema_version: int = Field(ge=1)
-    occurred_at: AwareDatetime
-    recorded_at: AwareDatetime | None = Field(default=None, description="Set at ingest")
+    occurred_at: Instant
+    recorded_at: Instant | None = Field(default=None, description="Set at ingest")
     source: str = Field(min_length=1, max_length=200, description="The upstream system")
     subject: Subject
     correlation: Correlation = Field(default_factory=Correlation)

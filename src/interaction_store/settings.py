@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    kafka_replication_factor: int = Field(default=1, ge=1, description="For topics we create")
     kafka_home: Path | None = Field(
         default=None, description="Folder of the local broker (istore kafka start)"
     )

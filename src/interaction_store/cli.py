@@ -1,0 +1,314 @@
+"""The ``istore`` command line: publish and inspect events, manage topics and a local broker."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import click
+import orjson
+from tqdm import tqdm
+
+from interaction_store.catalog import CatalogError, StreamCatalog
+from interaction_store.ingest import Ingest
+from interaction_store.log import LogError, LogRecord, open_log
+from interaction_store.settings import Settings
+
+_USER_ERRORS: tuple[type[Exception], ...] = (LogError, CatalogError, ValueError, OSError)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    obj: dict[str, Any] = ctx.find_root().obj or {}
+    overrides = {k: v for k, v in obj.items() if v is not None}
+    return Settings(**overrides)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--backend",
+    type=click.Choice(["embedded", "kafka"]),
+    help="Log backend [env ISTORE_BACKEND; default embedded]",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the embedded store [env ISTORE_DATA_DIR; default ./istore-data]",
+)
+@click.option(
+    "--bootstrap-servers",
+    "kafka_bootstrap_servers",
+    help="Kafka brokers host:port[,...] [env ISTORE_KAFKA_BOOTSTRAP_SERVERS]",
+)
+@click.option(
+    "--streams-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Folder of catalog.toml and schemas/ [env ISTORE_STREAMS_DIR]",
+)
+@click.option("--topic-prefix", help="Prefix of every topic name [env ISTORE_TOPIC_PREFIX]")
+@click.pass_context
+def main(ctx: click.Context, **options: Any) -> None:
+    """interaction-store: customer interactions as an event log, projected into views."""
+    ctx.obj = options
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+# --------------------------------------------------------------------------- contract
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Only report drift; exit 1 if files differ")
+@click.pass_context
+def schemas(ctx: click.Context, check: bool) -> None:
+    """Write the JSON Schemas of every event type into streams/schemas/."""
+    from interaction_store import schemas as contract
+
+    folder = _settings(ctx).streams_dir / "schemas"
+    if check:
+        problems = contract.drift(folder)
+        for p in problems:
+            click.echo(p, err=True)
+        if problems:
+            raise click.ClickException(
+                f"{len(problems)} schema files drift from the models: run `istore schemas`"
+            )
+        click.echo(f"schemas in {folder} match the models")
+        return
+    written = contract.write(folder)
+    click.echo(f"wrote {len(written)} schemas to {folder}")
+
+
+# --------------------------------------------------------------------------- topics
+
+
+@main.group()
+def topics() -> None:
+    """The topics of the stream catalog."""
+
+
+@topics.command("list")
+@click.pass_context
+def topics_list(ctx: click.Context) -> None:
+    """Print the catalog's topics."""
+    try:
+        catalog = StreamCatalog.load(_settings(ctx))
+    except CatalogError as exc:
+        raise _fail(exc) from exc
+    for t in catalog.topics.values():
+        role = "dead letters" if t is catalog.dead_letter else ", ".join(t.event_types)
+        click.echo(f"{t.name}\tpartitions={t.partitions}\tretention_ms={t.retention_ms}\t{role}")
+
+
+@topics.command("ensure")
+@click.pass_context
+def topics_ensure(ctx: click.Context) -> None:
+    """Create missing topics on the broker; fail if an existing one's partitions differ."""
+    settings = _settings(ctx)
+    try:
+        with open_log(settings) as log:
+            created = log.ensure_topics()
+    except _USER_ERRORS as exc:
+        raise _fail(exc) from exc
+    if settings.backend == "embedded":
+        click.echo("embedded log: every topic is a table of the data folder, nothing to create")
+    elif created:
+        click.echo("created " + ", ".join(created))
+    else:
+        click.echo("all topics exist with the catalog's partition counts")
+
+
+# --------------------------------------------------------------------------- publish / tail
+
+
+@main.command()
+@click.argument("file", type=click.File("rb"))
+@click.option("--batch-size", type=click.IntRange(1, 1_000_000), help="Events per batch")
+@click.option("--strict", is_flag=True, help="Exit 1 if any line was rejected")
+@click.pass_context
+def publish(ctx: click.Context, file: BinaryIO, batch_size: int | None, strict: bool) -> None:
+    """Validate and publish JSON Lines from FILE (- for standard input).
+
+    Valid events are published; each rejected line goes to the dead-letter topic with the
+    reason and its original bytes. Prints accepted / duplicate / rejected counts.
+    """
+    settings = _settings(ctx)
+    source = "stdin" if file.name in ("<stdin>", "-") else str(file.name)
+    try:
+        with open_log(settings) as log, tqdm(
+            unit=" events", desc="publishing", file=sys.stderr, disable=None
+        ) as bar:
+            ingest = Ingest(log, batch_size or settings.publish_batch_size)
+            report = ingest.publish_lines(file, source, progress=bar.update)
+    except _USER_ERRORS as exc:
+        raise _fail(exc) from exc
+    for example in report.examples:
+        click.echo(f"rejected: {example}", err=True)
+    if report.rejected > len(report.examples):
+        click.echo(
+            f"... and {report.rejected - len(report.examples)} more rejected "
+            "(see `istore tail deadletter`)",
+            err=True,
+        )
+    click.echo(report.summary())
+    if strict and report.rejected:
+        sys.exit(1)
+
+
+def _show(record: LogRecord, dead: bool) -> bytes:
+    if dead:
+        return orjson.dumps(
+            {
+                "position": str(record.position),
+                "reason": record.headers.get("istore.reason"),
+                "source": record.headers.get("istore.source"),
+                "original": record.value.decode("utf-8", "replace"),
+            }
+        )
+    try:
+        event = orjson.loads(record.value)
+    except orjson.JSONDecodeError:
+        event = record.value.decode("utf-8", "replace")
+    return orjson.dumps({"position": str(record.position), "event": event})
+
+
+@main.command()
+@click.argument("topic")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events (Ctrl-C stops)")
+@click.option("--from-offset", type=click.IntRange(0), default=0, help="Start offset")
+@click.option("--limit", type=click.IntRange(1), help="Print at most this many")
+@click.pass_context
+def tail(ctx: click.Context, topic: str, follow: bool, from_offset: int, limit: int | None) -> None:
+    """Print the events of TOPIC (a catalog name such as interactions, or the full name)
+    as JSON Lines: {"position": ..., "event": ...}; dead letters with reason and original."""
+    settings = _settings(ctx)
+    out = sys.stdout.buffer
+    printed = 0
+    try:
+        with open_log(settings) as log:
+            spec = log.catalog.by_name(topic)
+            dead = spec is log.catalog.dead_letter
+            if follow:
+                start = {(spec.name, p): from_offset for p in log.partitions(spec.name)}
+                for batch in log.follow(start, [spec.name]):
+                    for record in batch:
+                        out.write(_show(record, dead) + b"\n")
+                        printed += 1
+                        if limit is not None and printed >= limit:
+                            return
+                    out.flush()
+                return
+            # Without --follow: every partition up to where it ended when we started.
+            for partition, end in sorted(log.end_offsets(spec.name).items()):
+                offset = from_offset
+                while offset < end:
+                    records = log.read(spec.name, partition, offset, min(1000, end - offset))
+                    if not records:
+                        break
+                    for record in records:
+                        out.write(_show(record, dead) + b"\n")
+                        printed += 1
+                        if limit is not None and printed >= limit:
+                            return
+                    offset = records[-1].position.offset + 1
+    except KeyboardInterrupt:
+        pass
+    except _USER_ERRORS as exc:
+        raise _fail(exc) from exc
+    finally:
+        out.flush()
+
+
+# --------------------------------------------------------------------------- demo data
+
+
+@main.command("demo-data")
+@click.option("--contacts", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--days", type=click.IntRange(1), default=365, show_default=True)
+@click.option(
+    "--end",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Last day (exclusive, UTC) of the year of data [default: today]",
+)
+@click.option("--output", "-o", type=click.File("wb"), default="-", help="File (default stdout)")
+def demo_data(
+    contacts: int, seed: int, days: int, end: datetime | None, output: BinaryIO
+) -> None:
+    """Write a realistic, reproducible year of interactions as JSON Lines."""
+    from interaction_store import demo
+
+    end_at = end.replace(tzinfo=UTC) if end is not None else None
+    with tqdm(
+        total=demo.estimate_events(contacts, days),
+        unit=" events",
+        desc="generating",
+        file=sys.stderr,
+        disable=None,
+    ) as bar:
+        count = demo.write_jsonl(output, contacts, seed, end_at, days, progress=bar.update)
+    click.echo(f"wrote {count} events for {contacts} contacts (seed {seed})", err=True)
+
+
+# --------------------------------------------------------------------------- local Kafka
+
+
+@main.group()
+def kafka() -> None:
+    """A local single-node Apache Kafka broker (KRaft) for development and tests."""
+
+
+def _local(ctx: click.Context) -> Any:
+    from interaction_store.kafka_local import LocalKafka
+
+    return LocalKafka(_settings(ctx).local_kafka_home)
+
+
+@kafka.command("start")
+@click.pass_context
+def kafka_start(ctx: click.Context) -> None:
+    """Fetch the broker jars (once), start the broker, create the catalog's topics."""
+    from interaction_store.kafka_local import KafkaSetupError
+
+    broker = _local(ctx)
+    try:
+        broker.ensure_jars(progress=lambda msg: click.echo(msg, err=True))
+        bootstrap = broker.start()
+        settings = _settings(ctx).model_copy(
+            update={"backend": "kafka", "kafka_bootstrap_servers": bootstrap}
+        )
+        with open_log(settings) as log:
+            created = log.ensure_topics()
+    except (KafkaSetupError, *_USER_ERRORS) as exc:
+        raise _fail(exc) from exc
+    if created:
+        click.echo(f"created topics: {', '.join(created)}", err=True)
+    click.echo(f"Kafka is running at {bootstrap}; use it with:", err=True)
+    click.echo(f"export ISTORE_BACKEND=kafka ISTORE_KAFKA_BOOTSTRAP_SERVERS={bootstrap}")
+
+
+@kafka.command("stop")
+@click.pass_context
+def kafka_stop(ctx: click.Context) -> None:
+    """Stop the local broker (its data is kept)."""
+    was_running = _local(ctx).stop()
+    click.echo("stopped" if was_running else "was not running")
+
+
+@kafka.command("status")
+@click.pass_context
+def kafka_status(ctx: click.Context) -> None:
+    """Say whether the local broker runs, and where."""
+    status = _local(ctx).status()
+    if status.running:
+        click.echo(f"running at {status.bootstrap_servers} (pid {status.pid}, {status.home})")
+    else:
+        click.echo(f"not running ({status.detail})")
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()
