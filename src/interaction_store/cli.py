@@ -136,7 +136,8 @@ def publish(ctx: click.Context, file: BinaryIO, batch_size: int | None, strict: 
     reason and its original bytes. Prints accepted / duplicate / rejected counts.
     """
     settings = _settings(ctx)
-    source = "stdin" if file.name in ("<stdin>", "-") else str(file.name)
+    name = str(getattr(file, "name", "-"))
+    source = "stdin" if name in ("<stdin>", "-") else name
     try:
         with open_log(settings) as log, tqdm(
             unit=" events", desc="publishing", file=sys.stderr, disable=None
@@ -265,6 +266,19 @@ def _local(ctx: click.Context) -> Any:
     from interaction_store.kafka_local import LocalKafka
 
     return LocalKafka(_settings(ctx).local_kafka_home)
+
+
+@kafka.command("jars")
+@click.pass_context
+def kafka_jars(ctx: click.Context) -> None:
+    """Fetch the Apache Kafka broker jars with Maven into the cache (once)."""
+    from interaction_store.kafka_local import KafkaSetupError
+
+    try:
+        libs = _local(ctx).ensure_jars(progress=lambda msg: click.echo(msg, err=True))
+    except KafkaSetupError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"broker jars in {libs}")
 
 
 @kafka.command("start")

@@ -121,6 +121,22 @@ def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _error_lines(log: str, limit: int = 3) -> list[str]:
+    """The first ERROR lines, each with its exception message (the line after it, if any)."""
+    lines = log.splitlines()
+    found: list[str] = []
+    for index, line in enumerate(lines):
+        if " ERROR " not in line:
+            continue
+        found.append(line)
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        if following and not following.startswith("["):  # an exception, not the next entry
+            found.append("    " + following.strip())
+        if len(found) >= 2 * limit:
+            break
+    return found
+
+
 def _props_value(value: str) -> str:
     # Backslash is the escape character in .properties files.
     return value.replace("\\", "\\\\")
@@ -516,14 +532,16 @@ class LocalKafka:
     # -- start / stop --------------------------------------------------------------------------
 
     def _cluster_id(self) -> str:
-        if self._cluster_id_file.is_file():
-            return self._cluster_id_file.read_text().strip()
         meta = self.data_dir / "meta.properties"
-        if meta.is_file():  # formatted by an older run whose cluster.id file was lost
+        if meta.is_file():
+            # Once formatted, the data dir is the truth; cluster.id is only our copy of it.
             match = re.search(r"^cluster\.id=(\S+)", meta.read_text(), re.MULTILINE)
             if match:
-                self._cluster_id_file.write_text(match.group(1) + "\n")
+                if not self._cluster_id_file.is_file():
+                    self._cluster_id_file.write_text(match.group(1) + "\n")
                 return match.group(1)
+        if self._cluster_id_file.is_file():
+            return self._cluster_id_file.read_text().strip()
         while True:
             # Same shape as Kafka's Uuid.randomUuid(): url-safe base64 of 16 bytes, no padding;
             # Kafka avoids a leading "-" because command lines would read it as an option.
@@ -612,8 +630,12 @@ class LocalKafka:
                 + "\n".join((done.stdout + done.stderr).splitlines()[-_LOG_TAIL_LINES:])
             )
 
-    def _failure(self, headline: str) -> KafkaSetupError:
+    def _failure(self, headline: str, log_start: int = 0) -> KafkaSetupError:
         parts = [headline]
+        # The tail is usually the shutdown sequence; the cause is the first ERROR of this run.
+        errors = _error_lines(self._log_since(log_start))
+        if errors:
+            parts.append("first errors in this run:\n" + "\n".join(errors))
         log_tail = _tail(self.log_file)
         if log_tail:
             parts.append(f"--- last {_LOG_TAIL_LINES} lines of {self.log_file} ---\n{log_tail}")
@@ -693,17 +715,19 @@ class LocalKafka:
             self.state_file.unlink(missing_ok=True)
             if code is not None and self._bind_failed(log_start):
                 raise _PortTaken from exc
-            raise self._failure(f"{exc}; broker stopped") from exc
+            raise self._failure(f"{exc}; broker stopped", log_start) from exc
         return bootstrap
 
-    def _bind_failed(self, log_start: int) -> bool:
+    def _log_since(self, offset: int) -> str:
         try:
             with self.log_file.open("rb") as log:
-                log.seek(log_start)
-                recent = log.read().decode("utf-8", errors="replace")
+                log.seek(offset)
+                return log.read().decode("utf-8", errors="replace")
         except OSError:
-            recent = ""
-        return "Address already in use" in recent + _tail(self.stdout_file)
+            return ""
+
+    def _bind_failed(self, log_start: int) -> bool:
+        return "Address already in use" in self._log_since(log_start) + _tail(self.stdout_file)
 
     def _kill(self, pid: int, grace: float) -> None:
         """SIGTERM, wait up to ``grace`` seconds for a clean shutdown, then SIGKILL."""

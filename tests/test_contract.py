@@ -1,0 +1,194 @@
+"""The event contract: validation rules, rejections that name what is wrong, upcasting,
+personal-data marks, and the published JSON Schemas."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+
+from interaction_store import schemas
+from interaction_store.codec import EventRejected, decode, decode_document, encode
+from interaction_store.events import CURRENT_VERSIONS, EVENT_TYPES
+from interaction_store.settings import Settings
+from tests.factories import doc
+
+STREAMS = Settings().streams_dir
+
+
+def rejection(document: Any) -> EventRejected:
+    with pytest.raises(EventRejected) as info:
+        decode(orjson.dumps(document))
+    return info.value
+
+
+def test_a_valid_event_round_trips_through_orjson() -> None:
+    d = doc(type="email.sent", correlation={"campaign_id": "spring", "message_id": "m1"})
+    event = decode(orjson.dumps(d))
+    assert type(event).__name__ == "EmailSentEvent"
+    assert event.payload.subject == "Spring webinar"  # type: ignore[attr-defined]  # typed per event class
+    assert decode(encode(event)) == event
+    assert event.channel == "email"
+    assert event.key == d["subject"]["contact_id"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "rule"),
+    [
+        ({"event_id": "not-a-uuid"}, "event_id", "uuid_parsing"),
+        ({"occurred_at": "2026-03-01T09:00:00"}, "occurred_at", "timezone_aware"),
+        ({"subject": {}}, "subject", "subject_required"),
+        ({"subject": {"account_id": str(uuid.uuid4())}}, "subject", "subject_required"),
+        ({"type": "email.teleported"}, "type", "known_type"),
+        ({"schema_version": 9}, "schema_version", "known_schema_version"),
+        ({"schema_version": "1"}, "schema_version", "known_schema_version"),
+        ({"payload": {"url": 42}}, "payload.url", "string_type"),
+        ({"source": ""}, "source", "string_too_short"),
+        ({"surprise": 1}, "surprise", "extra_forbidden"),
+    ],
+)
+def test_rejections_name_the_event_field_value_and_rule(
+    change: dict[str, Any], field: str, rule: str
+) -> None:
+    d = doc(type="email.clicked")
+    d.update(change)
+    exc = rejection(d)
+    assert exc.event_id == d["event_id"]
+    hit = [v for v in exc.violations if v.field == field]
+    assert hit, exc.violations
+    assert hit[0].rule == rule
+    assert field in str(exc) and rule in str(exc) and str(d["event_id"]) in str(exc)
+    if field in change:
+        assert repr(change[field])[:40] in str(exc)
+
+
+def test_payload_fields_are_typed_per_event_type() -> None:
+    exc = rejection(doc(type="web.page_viewed", payload={"url": "https://x.test", "seconds_on_page": -3}))
+    assert [(v.field, v.value, v.rule) for v in exc.violations] == [
+        ("payload.seconds_on_page", -3, "greater_than_equal")
+    ]
+    exc = rejection(doc(type="chat.invitation_expired", payload={"seconds_shown": 12}))
+    assert exc.violations[0].field == "payload.seconds_shown"
+
+
+def test_not_json_and_not_an_object_are_rejected_clearly() -> None:
+    with pytest.raises(EventRejected, match="not valid JSON"):
+        decode(b"{nope")
+    with pytest.raises(EventRejected, match="must be a JSON object"):
+        decode(b"[1, 2]")
+
+
+def test_version_1_bounces_are_upcast_to_version_2() -> None:
+    d = doc(type="email.bounced", schema_version=1, payload={"hard": True, "reason": "no mailbox"})
+    event = decode(orjson.dumps(d))
+    assert event.schema_version == 2
+    assert event.payload.bounce_type.value == "hard"  # type: ignore[attr-defined]  # typed per event class
+    assert event.payload.reason == "no mailbox"  # type: ignore[attr-defined]  # typed per event class
+    soft = decode_document(doc(type="email.bounced", schema_version=1, payload={"hard": False}))
+    assert soft.payload.bounce_type.value == "soft"  # type: ignore[attr-defined]  # typed per event class
+    exc = rejection(doc(type="email.bounced", schema_version=1, payload={"hard": "yes"}))
+    assert exc.violations[0].field == "payload.hard"
+
+
+def test_sms_stop_reply_is_an_opt_out() -> None:
+    stop = decode_document(doc(type="sms.replied", payload={"text": "stop please"}))
+    assert stop.payload.is_opt_out  # type: ignore[attr-defined]  # typed per event class
+    fine = decode_document(doc(type="sms.replied", payload={"text": "thanks"}))
+    assert not fine.payload.is_opt_out  # type: ignore[attr-defined]  # typed per event class
+
+
+def test_personal_data_fields_are_marked_in_the_schema() -> None:
+    docs = schemas.generate()
+    assert schemas.personal_fields(docs["contact.created.json"]) == [
+        "payload.email",
+        "payload.first_name",
+        "payload.last_name",
+        "payload.phone",
+        "subject.anonymous_id",
+    ]
+    assert "payload.text" in schemas.personal_fields(docs["chat.message.json"])
+    assert "payload.subject" not in schemas.personal_fields(docs["email.sent.json"])
+
+
+def test_checked_in_schemas_match_the_models() -> None:
+    problems = schemas.drift(STREAMS / "schemas")
+    assert problems == [], "run `istore schemas`: " + "; ".join(problems)
+
+
+def test_drift_is_detected(tmp_path: Path) -> None:
+    schemas.write(tmp_path)
+    assert schemas.drift(tmp_path) == []
+    target = tmp_path / "email.sent.json"
+    changed = json.loads(target.read_text())
+    changed["properties"]["payload"]["title"] = "Edited by hand"
+    target.write_text(json.dumps(changed))
+    (tmp_path / "email.retired.json").write_text("{}")
+    (tmp_path / "sms.sent.json").unlink()
+    assert sorted(p.split("/")[-1] for p in schemas.drift(tmp_path)) == [
+        "email.retired.json: no such event type any more",
+        "email.sent.json: differs from the models",
+        "sms.sent.json: missing",
+    ]
+
+
+def test_every_type_has_a_schema_file_and_version() -> None:
+    files = {p.name for p in (STREAMS / "schemas").glob("*.json")}
+    assert files == {f"{t}.json" for t in EVENT_TYPES} | {"envelope.json"}
+    assert set(CURRENT_VERSIONS) == set(EVENT_TYPES)
+
+
+# ------------------------------------------------------------------ another language's view
+
+
+def validator(name: str) -> jsonschema.Draft202012Validator:
+    schema = json.loads((STREAMS / "schemas" / name).read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
+VALID = [
+    doc(type="email.sent"),
+    doc(type="email.bounced"),
+    doc(type="web.page_viewed", subject={"anonymous_id": "cookie-77"}),
+    doc(type="lead.created", subject={"lead_id": str(uuid.uuid4())}, payload={"topic": "CRM"}),
+    doc(
+        type="consent.contact_point_changed",
+        payload={
+            "channel": "email",
+            "contact_point": "a@example.com",
+            "purpose": "commercial",
+            "status": "opted_out",
+        },
+    ),
+    doc(type="form.submitted", payload={"form_id": "f1", "fields": {"email": "a@b.c"}, "prefilled": True}),
+]
+
+INVALID = [
+    doc(occurred_at="2026-03-01T09:00:00"),
+    doc(subject={}),
+    doc(event_id="42"),
+    doc(type="email.teleported"),
+    doc(schema_version=3),
+    doc(type="email.clicked", payload={}),
+    doc(type="email.sent", payload={"subject": "x", "unknown": 1}),
+    doc(type="consent.level_changed", payload={"level": "everything"}),
+]
+
+
+@pytest.mark.parametrize("document", VALID, ids=lambda d: d["type"])
+def test_documents_valid_against_the_schema_decode(document: dict[str, Any]) -> None:
+    validator("envelope.json").validate(document)
+    validator(f"{document['type']}.json").validate(document)
+    assert decode(orjson.dumps(document)).event_id == uuid.UUID(document["event_id"])
+
+
+@pytest.mark.parametrize("document", INVALID, ids=lambda d: d["type"])
+def test_documents_invalid_against_the_schema_are_rejected(document: dict[str, Any]) -> None:
+    assert not validator("envelope.json").is_valid(document)
+    with pytest.raises(EventRejected):
+        decode(orjson.dumps(document))
