@@ -68,7 +68,9 @@ def test_rejections_name_the_event_field_value_and_rule(
 
 
 def test_payload_fields_are_typed_per_event_type() -> None:
-    exc = rejection(doc(type="web.page_viewed", payload={"url": "https://x.test", "seconds_on_page": -3}))
+    exc = rejection(
+        doc(type="web.page_viewed", payload={"url": "https://x.test", "seconds_on_page": -3})
+    )
     assert [(v.field, v.value, v.rule) for v in exc.violations] == [
         ("payload.seconds_on_page", -3, "greater_than_equal")
     ]
@@ -165,7 +167,10 @@ VALID = [
             "status": "opted_out",
         },
     ),
-    doc(type="form.submitted", payload={"form_id": "f1", "fields": {"email": "a@b.c"}, "prefilled": True}),
+    doc(
+        type="form.submitted",
+        payload={"form_id": "f1", "fields": {"email": "a@b.c"}, "prefilled": True},
+    ),
 ]
 
 INVALID = [

@@ -49,7 +49,9 @@ class LogBehaviour:
         assert not any(a.duplicate for a in appended)
         assert appended[0].position.topic == self.interactions(log)
         assert appended[1].position.topic == log.catalog.by_name("profiles").name
-        by_position = {r.position: r.event() for t in log.catalog.event_topics for r in read_all(log, t.name)}
+        by_position = {
+            r.position: r.event() for t in log.catalog.event_topics for r in read_all(log, t.name)
+        }
         for a, e in zip(appended, events, strict=True):
             assert by_position[a.position] == e
 
@@ -140,16 +142,16 @@ class LogBehaviour:
             )
         got: list[LogRecord] = []
         deadline = time.monotonic() + 30
-        for batch in log.follow(start, [topic], until=lambda: len(got) >= 18 or time.monotonic() > deadline):
+        for batch in log.follow(
+            start, [topic], until=lambda: len(got) >= 18 or time.monotonic() > deadline
+        ):
             got.extend(batch)
         skipped = {a.event_id for a in appended[:12]}
         later = {a.event_id for a in appended[12:]}
         ids = {r.event().event_id for r in got}
         # Everything after each partition's resume point, nothing before it.
         assert later <= ids | skipped
-        assert all(
-            r.position.offset >= start[(topic, r.position.partition)] for r in got
-        )
+        assert all(r.position.offset >= start[(topic, r.position.partition)] for r in got)
 
     def test_a_batch_of_100000_events(self, log: EventLog) -> None:
         contacts = [uuid.uuid4() for _ in range(1000)]
@@ -188,9 +190,13 @@ class TestEmbeddedLog(LogBehaviour):
     def settings(self, embedded_settings: Settings) -> Settings:
         return embedded_settings
 
-    def test_everything_lives_in_one_file_of_the_data_folder(self, log: EventLog, settings: Settings) -> None:
+    def test_everything_lives_in_one_file_of_the_data_folder(
+        self, log: EventLog, settings: Settings
+    ) -> None:
         log.publish([event()])
-        assert [p.name for p in settings.data_dir.iterdir() if p.suffix == ".sqlite"] == ["log.sqlite"]
+        assert [p.name for p in settings.data_dir.iterdir() if p.suffix == ".sqlite"] == [
+            "log.sqlite"
+        ]
 
 
 @pytest.mark.kafka
@@ -219,7 +225,9 @@ class TestKafkaLog(LogBehaviour):
             until=lambda: len(got) >= 60 or time.monotonic() > deadline,
         ):
             got.extend(batch)
-        assert sorted(r.event().event_id.hex for r in got) == sorted(a.event_id.hex for a in appended)
+        assert sorted(r.event().event_id.hex for r in got) == sorted(
+            a.event_id.hex for a in appended
+        )
         assert assigned and len(assigned[0]) == log.catalog.by_name("interactions").partitions
 
     def test_group_resumes_where_the_views_say(self, log: EventLog) -> None:
@@ -246,5 +254,8 @@ class TestKafkaLog(LogBehaviour):
         from interaction_store.log import LogError
 
         other = settings.model_copy(update={"partitions": {"interactions": 2}})
-        with open_log(other) as log, pytest.raises(LogError, match="has 6 partitions on the broker, the catalog says 2"):
+        with (
+            open_log(other) as log,
+            pytest.raises(LogError, match="has 6 partitions on the broker, the catalog says 2"),
+        ):
             log.ensure_topics()

@@ -143,7 +143,9 @@ class TestKafkaPublish(PublishBehaviour):
         ok = invoke(settings, "topics", "ensure")
         assert ok.exit_code == 0 and "all topics exist" in ok.stdout
         wrong = CliRunner().invoke(
-            main, [*cli_args(settings), "topics", "ensure"], env={"ISTORE_PARTITIONS": '{"consent": 5}'}
+            main,
+            [*cli_args(settings), "topics", "ensure"],
+            env={"ISTORE_PARTITIONS": '{"consent": 5}'},
         )
         assert wrong.exit_code == 1
         assert "the catalog says 5" in wrong.output

@@ -48,7 +48,7 @@ def _settings(ctx: click.Context) -> Settings:
 )
 @click.option("--topic-prefix", help="Prefix of every topic name [env ISTORE_TOPIC_PREFIX]")
 @click.pass_context
-def main(ctx: click.Context, **options: Any) -> None:
+def main(ctx: click.Context, /, **options: Any) -> None:
     """interaction-store: customer interactions as an event log, projected into views."""
     ctx.obj = options
 
@@ -139,11 +139,12 @@ def publish(ctx: click.Context, file: BinaryIO, batch_size: int | None, strict: 
     name = str(getattr(file, "name", "-"))
     source = "stdin" if name in ("<stdin>", "-") else name
     try:
-        with open_log(settings) as log, tqdm(
-            unit=" events", desc="publishing", file=sys.stderr, disable=None
-        ) as bar:
+        with (
+            open_log(settings) as log,
+            tqdm(unit=" events", desc="publishing", file=sys.stderr, disable=None) as bar,
+        ):
             ingest = Ingest(log, batch_size or settings.publish_batch_size)
-            report = ingest.publish_lines(file, source, progress=bar.update)
+            report = ingest.publish_lines(file, source, progress=lambda n: _advance(bar, n))
     except _USER_ERRORS as exc:
         raise _fail(exc) from exc
     for example in report.examples:
@@ -157,6 +158,10 @@ def publish(ctx: click.Context, file: BinaryIO, batch_size: int | None, strict: 
     click.echo(report.summary())
     if strict and report.rejected:
         sys.exit(1)
+
+
+def _advance(bar: tqdm[Any], n: int) -> None:
+    bar.update(n)
 
 
 def _show(record: LogRecord, dead: bool) -> bytes:
@@ -236,9 +241,7 @@ def tail(ctx: click.Context, topic: str, follow: bool, from_offset: int, limit: 
     help="Last day (exclusive, UTC) of the year of data [default: today]",
 )
 @click.option("--output", "-o", type=click.File("wb"), default="-", help="File (default stdout)")
-def demo_data(
-    contacts: int, seed: int, days: int, end: datetime | None, output: BinaryIO
-) -> None:
+def demo_data(contacts: int, seed: int, days: int, end: datetime | None, output: BinaryIO) -> None:
     """Write a realistic, reproducible year of interactions as JSON Lines."""
     from interaction_store import demo
 
@@ -296,7 +299,7 @@ def kafka_start(ctx: click.Context) -> None:
         )
         with open_log(settings) as log:
             created = log.ensure_topics()
-    except (KafkaSetupError, *_USER_ERRORS) as exc:
+    except (KafkaSetupError, LogError, CatalogError, ValueError, OSError) as exc:
         raise _fail(exc) from exc
     if created:
         click.echo(f"created topics: {', '.join(created)}", err=True)

@@ -50,7 +50,12 @@ class EventRejected(ValueError):
             "event_id": self.event_id,
             "type": self.event_type,
             "violations": [
-                {"field": v.field, "value": _jsonable(v.value), "rule": v.rule, "message": v.message}
+                {
+                    "field": v.field,
+                    "value": _jsonable(v.value),
+                    "rule": v.rule,
+                    "message": v.message,
+                }
                 for v in self.violations
             ],
         }
@@ -166,9 +171,7 @@ def decode_document(doc: Any) -> InteractionEvent:
             if event_type is None
             else "unknown event type; see streams/schemas for the known ones"
         )
-        raise EventRejected(
-            event_id, None, [Violation("type", event_type, "known_type", rule_msg)]
-        )
+        raise EventRejected(event_id, None, [Violation("type", event_type, "known_type", rule_msg)])
     assert isinstance(event_type, str)
     version = doc.get("schema_version")
     current = CURRENT_VERSIONS[event_type]

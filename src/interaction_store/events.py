@@ -6,9 +6,11 @@ type name to its model and ``AnyEvent`` is the union upstream systems publish ag
 
 from __future__ import annotations
 
+import functools
+import operator
 from datetime import datetime
-from enum import Enum
-from typing import Annotated, Any, ClassVar, Literal, Union
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -72,7 +74,8 @@ class Subject(_Strict):
     def _at_least_one(self) -> Subject:
         if self.contact_id is None and self.lead_id is None and self.anonymous_id is None:
             raise PydanticCustomError(
-                "subject_required", "at least one of contact_id, lead_id or anonymous_id is required"
+                "subject_required",
+                "at least one of contact_id, lead_id or anonymous_id is required",
             )
         return self
 
@@ -104,7 +107,7 @@ class EmailClicked(_Strict):
     url: Url
 
 
-class BounceType(str, Enum):
+class BounceType(StrEnum):
     hard = "hard"
     soft = "soft"
 
@@ -335,7 +338,7 @@ class ContactPointConsent(_Strict):
     status: Literal["opted_in", "opted_out"]
 
 
-class ConsentLevel(str, Enum):
+class ConsentLevel(StrEnum):
     """Data-protection consent levels, lowest to highest."""
 
     not_consented = "not_consented"
@@ -439,23 +442,26 @@ class InteractionEvent(_Strict):
         return str(s.contact_id or s.lead_id or s.anonymous_id)
 
     def with_recorded_at(self, when: datetime) -> InteractionEvent:
-        return self if self.recorded_at is not None else self.model_copy(update={"recorded_at": when})
+        return (
+            self if self.recorded_at is not None else self.model_copy(update={"recorded_at": when})
+        )
 
 
 def _class_name(type_name: str) -> str:
     return "".join(p.capitalize() for p in type_name.replace(".", "_").split("_")) + "Event"
 
 
-def _make(type_name: str, payload: type[BaseModel], version: int, doc: str) -> type[InteractionEvent]:
+def _make(
+    type_name: str, payload: type[BaseModel], version: int, doc: str
+) -> type[InteractionEvent]:
+    payload_optional = all(not f.is_required() for f in payload.model_fields.values())
+    fields: dict[str, Any] = {
+        "type": (Literal[type_name], ...),
+        "schema_version": (Literal[version], Field(description="Current version of this type")),
+        "payload": (payload, Field(default_factory=payload) if payload_optional else ...),
+    }
     model: type[InteractionEvent] = create_model(
-        _class_name(type_name),
-        __base__=InteractionEvent,
-        __doc__=doc,
-        type=(Literal[type_name], ...),
-        schema_version=(Literal[version], Field(description="Current version of this type")),
-        payload=(payload, Field(default_factory=payload) if not payload.model_fields or all(
-            not f.is_required() for f in payload.model_fields.values()
-        ) else ...),
+        _class_name(type_name), __base__=InteractionEvent, __doc__=doc, **fields
     )
     return model
 
@@ -467,10 +473,9 @@ EVENT_TYPES: dict[str, type[InteractionEvent]] = {
 
 CURRENT_VERSIONS: dict[str, int] = {name: v for name, (_, v, _) in _TYPES.items()}
 
-AnyEvent = Annotated[
-    Union[tuple(EVENT_TYPES.values())],  # type: ignore[valid-type]  # built from the registry
-    Field(discriminator="type"),
-]
+# A | B | ... over the registry: built at run time, so typed as Any for the checker.
+_UNION: Any = functools.reduce(operator.or_, EVENT_TYPES.values())
+AnyEvent: Any = Annotated[_UNION, Field(discriminator="type")]
 """The discriminated union of every event type."""
 
 EVENT_ADAPTER: TypeAdapter[InteractionEvent] = TypeAdapter(AnyEvent)

@@ -77,13 +77,15 @@ class Ingest:
                 letters.append((i, letter, exc))
         outcomes: list[Outcome | None] = [None] * len(docs)
         if valid:
-            for (i, _), appended in zip(valid, self.log.publish([e for _, e in valid]), strict=True):
+            for (i, _), appended in zip(
+                valid, self.log.publish([e for _, e in valid]), strict=True
+            ):
                 status = "duplicate" if appended.duplicate else "accepted"
                 outcomes[i] = Outcome(status, appended.position)
         if letters:
             positions = self.log.dead_letter([letter for _, letter, _ in letters])
-            for (i, _, exc), pos in zip(letters, positions, strict=True):
-                outcomes[i] = Outcome("rejected", pos, exc)
+            for (i, _, rejection), pos in zip(letters, positions, strict=True):
+                outcomes[i] = Outcome("rejected", pos, rejection)
         return [o for o in outcomes if o is not None]
 
     def publish_lines(

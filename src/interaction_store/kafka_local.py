@@ -217,14 +217,20 @@ def _probe(bootstrap_servers: str, budget_s: float, cluster_id: str | None) -> s
     from kafka import KafkaAdminClient
 
     budget_ms = max(int(budget_s * 1000), 500)
+    # Built in two steps: kafka-python 3.0 starts its IO thread inside __init__ before it
+    # bootstraps, and a failed bootstrap would leak that thread on every readiness try.
+    admin: Any = KafkaAdminClient.__new__(KafkaAdminClient)
     try:
-        admin: Any = KafkaAdminClient(
+        admin.__init__(
             bootstrap_servers=bootstrap_servers,
             client_id="istore-kafka-local-probe",
             bootstrap_timeout_ms=budget_ms,
             request_timeout_ms=budget_ms,
         )
     except Exception as exc:  # kafka-python raises several unrelated types here
+        for part, method in (("_client", "close"), ("_net", "stop")):
+            with contextlib.suppress(Exception):
+                getattr(getattr(admin, part), method)()
         return f"admin client could not bootstrap ({type(exc).__name__}: {exc})"
     try:
         cluster: dict[str, Any] = admin.describe_cluster()

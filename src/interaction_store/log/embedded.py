@@ -43,8 +43,14 @@ class _TopicRecorder(SQLiteApplicationRecorder):
     def insert_new(self, c: SQLiteCursor, stored: StoredEvent) -> int:
         c.execute(
             self.insert_events_statement,
-            (stored.originator_id.hex if isinstance(stored.originator_id, UUID)
-             else stored.originator_id, 0, stored.topic, stored.state),
+            (
+                stored.originator_id.hex
+                if isinstance(stored.originator_id, UUID)
+                else stored.originator_id,
+                0,
+                stored.topic,
+                stored.state,
+            ),
         )
         return int(c.lastrowid) - 1
 
@@ -99,7 +105,9 @@ class EmbeddedLog(EventLog):
                     offset = self.recorders[topic].insert_new(c, stored)
                     out.append(Appended(event.event_id, Position(topic, 0, offset), False))
                 else:
-                    raw.execute("SELECT topic FROM event_ids WHERE event_id=?", (event.event_id.hex,))
+                    raw.execute(
+                        "SELECT topic FROM event_ids WHERE event_id=?", (event.event_id.hex,)
+                    )
                     first_topic = raw.fetchone()[0]
                     offset = self.recorders[first_topic].offset_of(c, event.event_id)
                     out.append(Appended(event.event_id, Position(first_topic, 0, offset), True))
@@ -112,7 +120,10 @@ class EmbeddedLog(EventLog):
         with self.datastore.transaction(commit=True) as c:
             for letter in letters:
                 state = orjson.dumps(
-                    {"headers": letter.headers(), "value": base64.b64encode(letter.original).decode()}
+                    {
+                        "headers": letter.headers(),
+                        "value": base64.b64encode(letter.original).decode(),
+                    }
                 )
                 offset = recorder.insert_new(c, StoredEvent(uuid4(), 0, "dead_letter", state))
                 out.append(Position(topic, 0, offset))

@@ -293,8 +293,7 @@ class KafkaLog(EventLog):
         group_id: str,
         topics: Sequence[str] | None = None,
         *,
-        on_assigned: Callable[[list[tuple[str, int]]], Mapping[tuple[str, int], int]]
-        | None = None,
+        on_assigned: Callable[[list[tuple[str, int]]], Mapping[tuple[str, int], int]] | None = None,
         batch_size: int = 1000,
         poll_timeout: float = 0.2,
         until: Callable[[], bool] = lambda: False,
