@@ -142,10 +142,18 @@ class EmbeddedLog(EventLog):
             raise LogError(f"the embedded topic {topic} has one partition (0), not {partition}")
         if offset < 0:
             raise LogError(f"offset must be >= 0, got {offset}")
-        notes = recorder.select_notifications(start=offset + 1, limit=limit)
+        # The recorder's select_notifications also parses ids and topics we do not need;
+        # reading just (rowid, state) from its table is several times faster.
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid, state FROM {recorder.events_table_name} "
+                "WHERE rowid>=? ORDER BY rowid LIMIT ?",
+                (offset + 1, limit),
+            )
+            rows = c.fetchall()
         if topic == self.catalog.dead_letter.name:
-            return [_dead_record(topic, n.id - 1, n.state) for n in notes]
-        return [LogRecord(Position(topic, 0, n.id - 1), n.state) for n in notes]
+            return [_dead_record(topic, rowid - 1, state) for rowid, state in rows]
+        return [LogRecord(Position(topic, 0, rowid - 1), state) for rowid, state in rows]
 
     def close(self) -> None:
         self.datastore.close()
