@@ -660,7 +660,13 @@ class LocalKafka:
             running = self._running_state()
             if running is not None:
                 bootstrap = str(running["bootstrap_servers"])
-                wait_for_broker(bootstrap, timeout, cluster_id=self._cluster_id())
+                try:
+                    wait_for_broker(bootstrap, timeout, cluster_id=self._cluster_id())
+                except KafkaSetupError as exc:
+                    raise self._failure(
+                        f"{exc}; the broker (pid {running['pid']}) is running but not "
+                        f"answering: stop() it and start again"
+                    ) from exc
                 return bootstrap
             self.state_file.unlink(missing_ok=True)  # stale: the process is gone
             java = self._java()

@@ -164,7 +164,8 @@ class KafkaLog(EventLog):
             admin.close()
 
     def partitions(self, topic: str) -> list[int]:
-        deadline = time.monotonic() + 30
+        # A topic created a moment ago may take a few metadata refreshes to show up.
+        deadline = time.monotonic() + 5
         while True:
             parts = self.reader.partitions_for_topic(topic)
             if parts:
