@@ -291,6 +291,8 @@ def documents(
     Invalid or repeated documents of the source are skipped, so every document is accepted.
     Falls back to :func:`synthetic` when the demo module is missing or fails.
     """
+    lines: list[bytes] = []
+    events: list[InteractionEvent] = []
     source = demo_documents(contacts, seed)
     if source is not None:
         origin = f"interaction_store.demo.generate({contacts}, {seed})"
@@ -299,7 +301,8 @@ def documents(
         except Exception as exc:  # the demo module is someone else's work in progress
             reason = str(exc).splitlines()[0][:160]
             origin = f"synthetic (demo.generate failed: {type(exc).__name__}: {reason})"
-            lines, events = [], []
+            lines.clear()
+            events.clear()
     else:
         origin = "synthetic (no interaction_store.demo)"
     if not lines:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import math
 import os
 import pstats
 import resource
@@ -149,6 +150,10 @@ def make_data(count: int, warmup: int, contacts: int, seed: int) -> Data:
 # --------------------------------------------------------------------------- Kafka
 
 
+def _jsonable(value: Any) -> Any:
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -194,7 +199,7 @@ def bench_kafka(run: KafkaRun) -> None:
 
         # Same settings as our producer: read them off it rather than repeating them here.
         tuning = {k: ours.producer.config[k] for k in PRODUCER_TUNING if k in ours.producer.config}
-        run.producer_settings = tuning
+        run.producer_settings = {k: _jsonable(v) for k, v in tuning.items()}
         producer = KafkaProducer(**raw_settings.kafka_client_config(), **tuning)
         stack.callback(producer.close)
 

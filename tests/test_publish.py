@@ -114,6 +114,17 @@ class PublishBehaviour:
         assert outcomes[1].error is not None and outcomes[1].error.violations[0].field == "type"
         assert outcomes[3].position == outcomes[0].position
 
+    def test_oversized_documents_are_rejected_with_the_limit(self, settings: Settings) -> None:
+        huge = raw(type="email.sent", payload={"subject": "x", "preview_text": "y" * 100})
+        huge = huge[:-2] + b', "padding": "' + b"z" * 600_000 + b'"}}'
+        with open_log(settings) as log:
+            outcomes = Ingest(log).publish_documents([huge, raw()], "api")
+            [letter] = read_all(log, log.catalog.dead_letter.name)
+        assert [o.status for o in outcomes] == ["rejected", "accepted"]
+        assert outcomes[0].error is not None
+        assert "max_size" in str(outcomes[0].error) and "524288" in str(outcomes[0].error)
+        assert letter.value == huge[: 64 * 1024]
+
 
 class TestEmbeddedPublish(PublishBehaviour):
     @pytest.fixture

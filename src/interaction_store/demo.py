@@ -390,14 +390,13 @@ class _MarketingEvent:
 
 
 class _Account:
-    __slots__ = ("domain", "id", "lang", "members", "name", "subject")
+    __slots__ = ("domain", "id", "lang", "name")
 
     def __init__(self, id_: uuid.UUID, name: str, domain: str, lang: str) -> None:
         self.id = id_
         self.name = name
         self.domain = domain
         self.lang = lang
-        self.subject: Doc = {"account_id": id_}
 
 
 class _Contact:
@@ -721,7 +720,7 @@ class _Sim:
                     (self._act_interest, 0.25),
                 ]
                 if c.account:
-                    rates.append((self._act_leave_account, 0.02))
+                    rates.append((self._act_leave_account, 0.05))
             if c.sms_ok:
                 rates.append((self._act_sms, 5.0))
             if c.push_ok:
@@ -746,14 +745,15 @@ class _Sim:
         if r < 0.3 and remaining >= 2:
             size = min(remaining, rng.choice((2, 2, 3, 3, 4, 5, 6, 8)))
             account = self._new_account(lang)
-            source = "sales"
-            self.later(t, "account.created", source, account.subject, {"name": account.name})
+            members = [self._new_contact(lang, account) for _ in range(size)]
+            # The contract needs a contact or lead in every subject: an account is created with
+            # its primary contact (the first one), whose contact.created follows.
+            self.later(t, "account.created", "sales", members[0].subject, {"name": account.name})
             if rng.random() < 0.18:
                 lead_at = t + rng.randrange(5 * DAY, 150 * DAY)
                 self.at(self.daytime(lead_at), self._account_lead, account)
             tm = t + rng.randrange(10 * SEC, 2 * MIN)
-            for _ in range(size):
-                c = self._new_contact(lang, account)
+            for c in members:
                 self.at(min(tm, self.end - 1), self._create, c, "import" if importing else "sales")
                 tm += rng.randrange(20 * SEC, 10 * MIN)
                 self.pool.append(c)
@@ -871,9 +871,7 @@ class _Sim:
             self.later(s, "contact.joined_account", source, c.subject, {"account_id": c.account.id})
             s += SEC
         if origin == "web":
-            self.later(s, "identity.linked", "web-tracking", c.subject,
-                       {"anonymous_id": c.anon, "contact_id": c.id}, None, c,
-                       lambda: setattr(c, "linked", True))  # fmt: skip
+            self.at(s, self._link, c)
         self._consent_events(s + SEC, c, source)
         # Its life from now on: campaigns it may receive and what it does by itself.
         c.table = self._table(c)
@@ -931,6 +929,14 @@ class _Sim:
                 "channel": "push", "contact_point": f"device:{c.anon[:16]}",
                 "purpose": "commercial", "status": "opted_in"})  # fmt: skip
 
+    def _link(self, t: int, c: _Contact) -> InteractionEvent | None:
+        """The visitor's cookie is tied to the contact (once: later triggers find it known)."""
+        if c.linked or c.gone:
+            return None
+        c.linked = True
+        return self.event(t, "identity.linked", "web-tracking", c.subject,
+                          {"anonymous_id": c.anon, "contact_id": c.id})  # fmt: skip
+
     def _tick(self, t: int, c: _Contact) -> InteractionEvent | None:
         """The contact's next spontaneous activity (Poisson, one pending tick per contact)."""
         if c.gone or c.table is None:
@@ -966,7 +972,7 @@ class _Sim:
             campaign = f"{campaign}-{self.when(t):%Y-%m}"
         corr = {"journey_id": mail.journey, "campaign_id": campaign, "message_id": str(self.uid())}
         if block is not None:
-            if rng.random() < 0.4:
+            if rng.random() < 0.2:
                 return self.event(t, "email.blocked", mail.source, c.subject, {"reason": block},
                                   corr)  # fmt: skip
             return None
@@ -1028,9 +1034,7 @@ class _Sim:
             self.later(clicked, "email.clicked", src, subj, {"url": url}, corr, c)
             if not c.linked:
                 # The tracked link carries the contact: the browser's cookie is now known.
-                self.later(clicked + 300, "identity.linked", "web-tracking", subj,
-                           {"anonymous_id": c.anon, "contact_id": c.id}, None, c,
-                           lambda: setattr(c, "linked", True))  # fmt: skip
+                self.at(clicked + 300, self._link, c)
             self.at(clicked + SEC, self._visit, c.anon, c.lang, c, url, None)
         elif commercial and rng.random() < 0.03:
             self._unsubscribe(opened + rng.randrange(10 * SEC, 3 * MIN), c, mail, corr)
@@ -1202,9 +1206,7 @@ class _Sim:
             "prefilled": known and c.prefill,
         }, None, c)  # fmt: skip
         if not known:
-            self.later(submitted + 500, "identity.linked", "web-tracking", c.subject,
-                       {"anonymous_id": c.anon, "contact_id": c.id}, None, c,
-                       lambda: setattr(c, "linked", True))  # fmt: skip
+            self.at(submitted + 500, self._link, c)
 
     def _chat(
         self, t: int, subj: Doc, lang: str, kind: str, url: str, c: _Contact | None
@@ -1276,9 +1278,7 @@ class _Sim:
             "consent_checkboxes": {"allow_bulk_email": c.bulk}, "prefilled": known and c.prefill,
         }, None, c)  # fmt: skip
         if not known:
-            self.later(submitted + 500, "identity.linked", "web-tracking", c.subject,
-                       {"anonymous_id": c.anon, "contact_id": c.id}, None, c,
-                       lambda: setattr(c, "linked", True))  # fmt: skip
+            self.at(submitted + 500, self._link, c)
         lead_id = self.uid()
         lead_subj = {"lead_id": lead_id, **c.subject}
         self.later(submitted + 2 * SEC, "lead.created", "journeys", lead_subj,
@@ -1288,6 +1288,7 @@ class _Sim:
     # ----------------------------------------------------------------- leads
 
     def _account_lead(self, t: int, account: _Account) -> None:
+        # Account-based marketing: a lead on the whole company, scored from all its contacts.
         topic = self.rng.choice(_LEAD_TOPICS[account.lang])
         lead_subj = {"lead_id": self.uid(), "account_id": account.id}
         self.later(t, "lead.created", "sales", lead_subj,
@@ -1417,9 +1418,7 @@ class _Sim:
             "prefilled": known and c.prefill,
         }, None, c)  # fmt: skip
         if not known:
-            self.later(submitted + 500, "identity.linked", "web-tracking", c.subject,
-                       {"anonymous_id": c.anon, "contact_id": c.id}, None, c,
-                       lambda: setattr(c, "linked", True))  # fmt: skip
+            self.at(submitted + 500, self._link, c)
         ref = {"event_ref": ev.ref, "event_name": ev.name}
         corr = {"campaign_id": ev.ref}
         self.later(submitted + SEC, "event.registered", "journeys", c.subject, ref, corr, c)

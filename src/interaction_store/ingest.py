@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from interaction_store.codec import EventRejected, decode
+from interaction_store.codec import EventRejected, Violation, decode
 from interaction_store.events import InteractionEvent
 from interaction_store.log.base import DeadLetter, EventLog, Position
 
@@ -45,6 +45,14 @@ class PublishReport:
         )
 
 
+MAX_EVENT_BYTES = 512 * 1024
+"""Larger documents are rejected: Kafka's default record limit is 1 MB, and an interaction
+that big is a bug upstream (an attachment pasted into a field, say)."""
+
+KEEP_OF_OVERSIZED = 64 * 1024
+"""How much of an oversized document the dead letter keeps."""
+
+
 class Ingest:
     """Validates and publishes documents to an :class:`EventLog`."""
 
@@ -53,12 +61,14 @@ class Ingest:
         log: EventLog,
         batch_size: int = 5000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_event_bytes: int = MAX_EVENT_BYTES,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.log = log
         self.batch_size = batch_size
         self.clock = clock
+        self.max_event_bytes = max_event_bytes
 
     def publish_documents(
         self, docs: Sequence[bytes], source: str, line_numbers: Sequence[int] | None = None
@@ -70,8 +80,24 @@ class Ingest:
         letters: list[tuple[int, DeadLetter, EventRejected]] = []
         for i, doc in enumerate(docs):
             try:
+                if len(doc) > self.max_event_bytes:
+                    raise EventRejected(
+                        None,
+                        None,
+                        [
+                            Violation(
+                                "(document)",
+                                f"{len(doc)} bytes",
+                                "max_size",
+                                f"an event may have at most {self.max_event_bytes} bytes; "
+                                f"the dead letter keeps the first {KEEP_OF_OVERSIZED}",
+                            )
+                        ],
+                    )
                 valid.append((i, decode(doc).with_recorded_at(now)))
             except EventRejected as exc:
+                if len(doc) > self.max_event_bytes:
+                    doc = doc[:KEEP_OF_OVERSIZED]
                 line = line_numbers[i] if line_numbers is not None else i + 1
                 letter = DeadLetter(doc, str(exc), f"{source}:{line}", exc.to_dict())
                 letters.append((i, letter, exc))
