@@ -114,6 +114,16 @@ class PublishBehaviour:
         assert outcomes[1].error is not None and outcomes[1].error.violations[0].field == "type"
         assert outcomes[3].position == outcomes[0].position
 
+    def test_an_old_schema_version_is_stored_upcast(self, settings: Settings) -> None:
+        old = doc(type="email.bounced", schema_version=1, payload={"hard": True, "reason": "gone"})
+        result = invoke(settings, "publish", "-", input=orjson.dumps(old))
+        assert "accepted 1," in result.stdout
+        with open_log(settings) as log:
+            [record] = read_all(log, log.catalog.by_name("interactions").name)
+        stored = orjson.loads(record.value)
+        assert stored["schema_version"] == 2
+        assert stored["payload"] == {"bounce_type": "hard", "reason": "gone"}
+
     def test_oversized_documents_are_rejected_with_the_limit(self, settings: Settings) -> None:
         huge = raw(type="email.sent", payload={"subject": "x", "preview_text": "y" * 100})
         huge = huge[:-2] + b', "padding": "' + b"z" * 600_000 + b'"}}'
