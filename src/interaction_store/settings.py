@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     kafka_home: Path | None = Field(
         default=None, description="Folder of the local broker (istore kafka start)"
     )
+    postgres_dsn: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL for the views (postgresql://user:pass@host:port/db); "
+        "unset: SQLite in data_dir",
+    )
     publish_batch_size: int = Field(default=5000, ge=1, le=1_000_000)
 
     @property

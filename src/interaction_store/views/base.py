@@ -1,0 +1,92 @@
+"""The view store interface: transactions that write view rows and tracking together."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Literal, Protocol
+
+from interaction_store.settings import Settings
+
+TrackedPositions = dict[tuple[str, int], int]
+"""(topic, partition) -> the last offset applied."""
+
+
+class Cursor(Protocol):
+    """What projections write with: DB-API style, ``%s`` placeholders on every backend."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class ViewStore(ABC):
+    """A database holding views, with tracking recorded by the eventsourcing library."""
+
+    dialect: Literal["sqlite", "postgres"]
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Settings) -> ViewStore:
+        """The store the settings describe."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Cursor]:
+        """A write transaction: committed when the block ends, rolled back on error."""
+
+    @abstractmethod
+    def reading(self) -> AbstractContextManager[Cursor]:
+        """A read-only snapshot."""
+
+    @abstractmethod
+    def track(self, cursor: Cursor, tracker: str, topic: str, partition: int, offset: int) -> None:
+        """Record, inside the cursor's transaction, that ``tracker`` applied ``offset``.
+        Raises :class:`eventsourcing.persistence.IntegrityError` if it was applied already."""
+
+    @abstractmethod
+    def tracked(self, tracker: str, partitions: Iterable[tuple[str, int]]) -> TrackedPositions:
+        """The last offsets ``tracker`` applied, for the partitions that have any."""
+
+    def ensure(self, statements: Iterable[str]) -> None:
+        """Run DDL statements (``CREATE ... IF NOT EXISTS``) in one transaction."""
+        with self.transaction() as c:
+            for statement in statements:
+                c.execute(statement)
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self) -> ViewStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def tracking_name(tracker: str, topic: str, partition: int) -> str:
+    """The eventsourcing ``application_name`` of one tracker's position in one partition."""
+    return f"{tracker}|{topic}/{partition}"
+
+
+_BACKENDS = {
+    "sqlite": "interaction_store.views.sqlite:SQLiteViewStore",
+    "postgres": "interaction_store.views.postgres:PostgresViewStore",
+}
+
+
+def open_store(settings: Settings) -> ViewStore:
+    """The view store the settings choose: PostgreSQL when ``ISTORE_POSTGRES_DSN`` is set,
+    else ``<data_dir>/views.sqlite``."""
+    kind = "postgres" if settings.postgres_dsn is not None else "sqlite"
+    module_name, _, cls_name = _BACKENDS[kind].partition(":")
+    cls: type[ViewStore] = getattr(importlib.import_module(module_name), cls_name)
+    return cls.from_settings(settings)
+
+
+def rows_as_dicts(cursor: Cursor, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
+    for row in cursor.fetchall():
+        yield dict(zip(columns, row, strict=True))

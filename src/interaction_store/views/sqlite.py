@@ -1,0 +1,93 @@
+"""Views in SQLite (the embedded default): ``<data_dir>/views.sqlite``, tracking by the
+eventsourcing SQLite tracking recorder in the same file."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
+
+from interaction_store.settings import Settings
+from interaction_store.views.base import Cursor, TrackedPositions, ViewStore, tracking_name
+
+VIEWS_FILE = "views.sqlite"
+
+
+@lru_cache(maxsize=1024)
+def _qmark(sql: str) -> str:
+    # Projections write one SQL text for both backends, in psycopg's %s style.
+    return sql.replace("%s", "?")
+
+
+class _Cursor:
+    """A sqlite3 cursor that takes ``%s`` placeholders and returns plain tuples."""
+
+    def __init__(self, raw: sqlite3.Cursor) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.raw.execute(_qmark(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        return self.raw.executemany(_qmark(sql), rows)
+
+    def fetchone(self) -> Any:
+        row = self.raw.fetchone()
+        return None if row is None else tuple(row)
+
+    def fetchall(self) -> list[Any]:
+        return [tuple(r) for r in self.raw.fetchall()]
+
+
+class SQLiteViewStore(ViewStore):
+    """Views and their tracking in one SQLite file."""
+
+    dialect: Literal["sqlite", "postgres"] = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.datastore = SQLiteDatastore(str(path), lock_timeout=30)
+        self.recorder = SQLiteTrackingRecorder(self.datastore)
+        self.recorder.create_table()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SQLiteViewStore:
+        return cls(settings.data_dir / VIEWS_FILE)
+
+    @contextmanager
+    def _cursor(self, commit: bool) -> Iterator[Cursor]:
+        with self.datastore.transaction(commit=commit) as c:
+            yield _Cursor(c.sqlite_cursor)
+
+    def transaction(self) -> Any:
+        return self._cursor(commit=True)
+
+    def reading(self) -> Any:
+        return self._cursor(commit=False)
+
+    def track(self, cursor: Cursor, tracker: str, topic: str, partition: int, offset: int) -> None:
+        assert isinstance(cursor, _Cursor)
+
+        # The recorder's own insert, inside our transaction: it refuses a position that is not
+        # past the one recorded, which is what makes a redelivered batch change nothing.
+        self.recorder._insert_tracking(
+            SQLiteCursor(cursor.raw), Tracking(tracking_name(tracker, topic, partition), offset)
+        )
+
+    def tracked(self, tracker: str, partitions: Iterable[tuple[str, int]]) -> TrackedPositions:
+        out: TrackedPositions = {}
+        for topic, partition in partitions:
+            last = self.recorder.max_tracking_id(tracking_name(tracker, topic, partition))
+            if last is not None:
+                out[(topic, partition)] = last
+        return out
+
+    def close(self) -> None:
+        self.datastore.close()
