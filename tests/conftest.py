@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pydantic import SecretStr
+
 from interaction_store.settings import Settings
 from tests.kafka_broker import kafka_bootstrap_servers
 
@@ -38,3 +40,27 @@ def kafka_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     with open_log(settings) as log:
         log.ensure_topics()
     return settings
+
+
+@pytest.fixture(scope="session")
+def postgres_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server for the session: ISTORE_TEST_POSTGRES_DSN, else
+    testcontainers, else Debian's binaries started in a temporary folder."""
+    from tests.postgres_server import postgres_dsn
+
+    with postgres_dsn(tmp_path_factory.mktemp("postgres")) as dsn:
+        yield dsn
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def view_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Settings whose views live in SQLite, or in a fresh PostgreSQL database of their own."""
+    settings = Settings(backend="embedded", data_dir=tmp_path / "data")
+    if request.param == "sqlite":
+        yield settings
+        return
+    from tests.postgres_server import fresh_database
+
+    admin = request.getfixturevalue("postgres_admin")
+    with fresh_database(admin) as dsn:
+        yield settings.model_copy(update={"postgres_dsn": SecretStr(dsn)})

@@ -1,0 +1,112 @@
+"""What every projection is: tables it owns (named after its instance, so a shadow copy can
+be rebuilt beside the live one) and an ``apply`` that folds a batch of events into them.
+
+``apply`` must leave the same rows whatever the order of the events and however often an
+event is repeated: state resolves by (occurred_at, event_id), never by arrival.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from interaction_store.events import InteractionEvent
+from interaction_store.views.base import Cursor, ViewStore
+
+T = TypeVar("T")
+
+_INSTANCE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+
+class Projection(ABC):
+    """One view: its tables and how events change them."""
+
+    kind: str = ""
+    """The view's kind: timeline, consent, lead_scores, profiles."""
+
+    def __init__(self, instance: str | None = None) -> None:
+        instance = instance or self.kind
+        if not _INSTANCE.match(instance):
+            raise ValueError(
+                f"view name {instance!r}: use lower-case letters, digits and _ "
+                "(at most 41, starting with a letter)"
+            )
+        self.instance = instance
+
+    def table(self, name: str) -> str:
+        """The name of one of this instance's tables."""
+        return f"{self.instance}__{name}"
+
+    @property
+    @abstractmethod
+    def tables(self) -> dict[str, str]:
+        """Short name -> the column list of each table, e.g. ``"contact_id TEXT, ..."``."""
+
+    def schema(self, dialect: str) -> list[str]:
+        """CREATE statements for the tables and their indexes."""
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.table(name)} ({columns})"
+            for name, columns in self.tables.items()
+        ] + self.indexes(dialect)
+
+    def indexes(self, dialect: str) -> list[str]:
+        return []
+
+    def wants(self, event: InteractionEvent) -> bool:
+        """Whether this projection cares about an event at all (cheap pre-filter)."""
+        return True
+
+    @abstractmethod
+    def apply(self, cursor: Cursor, events: Sequence[InteractionEvent]) -> None:
+        """Fold a batch into the tables, inside the caller's transaction."""
+
+    def drop(self, store: ViewStore) -> None:
+        with store.transaction() as c:
+            for name in self.tables:
+                c.execute(f"DROP TABLE IF EXISTS {self.table(name)}")
+
+
+def view_checksum(store: ViewStore, projection: Projection) -> str:
+    """A deterministic digest of every row of a view's tables (sorted), to compare a live
+    view with a replay or two replays with each other."""
+    digest = hashlib.sha256()
+    with store.reading() as c:
+        for name in sorted(projection.tables):
+            digest.update(f"\x00table {name}\x00".encode())
+            c.execute(f"SELECT * FROM {projection.table(name)}")
+            rows = sorted(repr(_normal(row)) for row in c.fetchall())
+            for row in rows:
+                digest.update(row.encode())
+                digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def _normal(row: Sequence[object]) -> tuple[object, ...]:
+    # SQLite and PostgreSQL return floats and bools a little differently; compare values.
+    out: list[object] = []
+    for v in row:
+        if isinstance(v, bool):
+            out.append(int(v))
+        elif isinstance(v, float):
+            out.append(round(v, 9))
+        else:
+            out.append(v)
+    return tuple(out)
+
+
+def iso(moment: datetime) -> str:
+    """A timestamp as sortable text in UTC (microseconds, ``Z``): the same on every backend."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def chunks(items: Sequence[T], size: int = 500) -> Iterator[Sequence[T]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def placeholders(n: int) -> str:
+    return ", ".join(["%s"] * n)

@@ -1,0 +1,227 @@
+"""Profiles: contacts, accounts, memberships, leads and identities, as the other views need.
+
+Every profile event is kept per entity; an entity's row is folded again from all of its events
+in (occurred_at, event_id) order whenever one arrives, so the rows are a function of the set of
+events, not of the order they came in.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from interaction_store.codec import to_document
+from interaction_store.events import (
+    AccountMembership,
+    ContactsMerged,
+    IdentityLinked,
+    InteractionEvent,
+)
+from interaction_store.projection.base import Projection, chunks, iso, placeholders
+from interaction_store.views.base import Cursor
+
+PROFILE_PREFIXES = ("contact.", "account.", "lead.", "identity.")
+
+LEAD_STATUS = {
+    "lead.created": "open",
+    "lead.qualified": "qualified",
+    "lead.returned_to_marketing": "open",
+    "lead.disqualified": "disqualified",
+}
+
+CONTACT_FIELDS = ("first_name", "last_name", "email", "phone", "is_child", "guardian_contact_id")
+
+
+class Profiles(Projection):
+    """Who is who: the rows the timeline, consent and lead-score views look people up in."""
+
+    kind = "profiles"
+
+    @property
+    def tables(self) -> dict[str, str]:
+        return {
+            "events": "kind TEXT NOT NULL, entity_id TEXT NOT NULL, occurred_at TEXT NOT NULL, "
+            "event_id TEXT NOT NULL, type TEXT NOT NULL, doc TEXT NOT NULL, "
+            "PRIMARY KEY (kind, entity_id, event_id)",
+            "contacts": "contact_id TEXT PRIMARY KEY, first_name TEXT, last_name TEXT, "
+            "email TEXT, phone TEXT, is_child BOOLEAN, guardian_contact_id TEXT, "
+            "merged_into TEXT, created_at TEXT, updated_at TEXT NOT NULL",
+            "accounts": "account_id TEXT PRIMARY KEY, name TEXT, created_at TEXT NOT NULL",
+            "members": "account_id TEXT NOT NULL, contact_id TEXT NOT NULL, "
+            "member BOOLEAN NOT NULL, since TEXT NOT NULL, PRIMARY KEY (account_id, contact_id)",
+            "leads": "lead_id TEXT PRIMARY KEY, parent_contact_id TEXT, parent_account_id TEXT, "
+            "topic TEXT, status TEXT NOT NULL, created_at TEXT, updated_at TEXT NOT NULL",
+            "identities": "anonymous_id TEXT PRIMARY KEY, contact_id TEXT NOT NULL, "
+            "linked_at TEXT NOT NULL",
+        }
+
+    def indexes(self, dialect: str) -> list[str]:
+        return [
+            f"CREATE INDEX IF NOT EXISTS {self.table('members_by_contact')} "
+            f"ON {self.table('members')} (contact_id)",
+            f"CREATE INDEX IF NOT EXISTS {self.table('leads_by_contact')} "
+            f"ON {self.table('leads')} (parent_contact_id)",
+            f"CREATE INDEX IF NOT EXISTS {self.table('leads_by_account')} "
+            f"ON {self.table('leads')} (parent_account_id)",
+        ]
+
+    def wants(self, event: InteractionEvent) -> bool:
+        return event.type.startswith(PROFILE_PREFIXES)
+
+    @staticmethod
+    def entities(event: InteractionEvent) -> list[tuple[str, str]]:
+        """The (kind, id) of every entity an event changes."""
+        s, p = event.subject, event.payload
+        t = event.type
+        if t in ("contact.created", "contact.updated") and s.contact_id:
+            return [("contact", str(s.contact_id))]
+        if isinstance(p, ContactsMerged) and s.contact_id:
+            return [("contact", str(s.contact_id)), ("contact", str(p.merged_contact_id))]
+        if isinstance(p, AccountMembership) and s.contact_id:
+            return [("member", f"{p.account_id}|{s.contact_id}")]
+        if t == "account.created":
+            account = s.account_id
+            return [("account", str(account))] if account else []
+        if t.startswith("lead.") and s.lead_id and t != "lead.sales_ready":
+            return [("lead", str(s.lead_id))]
+        if isinstance(p, IdentityLinked):
+            return [("identity", p.anonymous_id)]
+        return []
+
+    def apply(self, cursor: Cursor, events: Sequence[InteractionEvent]) -> None:
+        rows = []
+        touched: dict[str, set[str]] = defaultdict(set)
+        for event in events:
+            for kind, entity in self.entities(event):
+                rows.append(
+                    (
+                        kind,
+                        entity,
+                        iso(event.occurred_at),
+                        str(event.event_id),
+                        event.type,
+                        orjson.dumps(to_document(event)).decode(),
+                    )
+                )
+                touched[kind].add(entity)
+        if not rows:
+            return
+        cursor.executemany(
+            f"INSERT INTO {self.table('events')} VALUES (%s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (kind, entity_id, event_id) DO NOTHING",
+            rows,
+        )
+        for kind, ids in touched.items():
+            history = self._history(cursor, kind, sorted(ids))
+            fold = getattr(self, f"_fold_{kind}")
+            for entity_id, docs in history.items():
+                fold(cursor, entity_id, docs)
+
+    def _history(
+        self, cursor: Cursor, kind: str, ids: list[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for part in chunks(ids):
+            cursor.execute(
+                f"SELECT entity_id, doc FROM {self.table('events')} WHERE kind = %s "
+                f"AND entity_id IN ({placeholders(len(part))}) "
+                "ORDER BY entity_id, occurred_at, event_id",
+                (kind, *part),
+            )
+            for entity_id, doc in cursor.fetchall():
+                out[entity_id].append(orjson.loads(doc))
+        return out
+
+    # Each fold writes one entity's row from its whole history, oldest first.
+
+    def _fold_contact(self, cursor: Cursor, contact_id: str, docs: list[dict[str, Any]]) -> None:
+        row: dict[str, Any] = dict.fromkeys(CONTACT_FIELDS)
+        created = merged_into = None
+        for d in docs:
+            payload = d["payload"]
+            if d["type"] == "contact.merged":
+                if payload["merged_contact_id"] == contact_id:
+                    merged_into = d["subject"]["contact_id"]
+                continue
+            if d["type"] == "contact.created" and created is None:
+                created = d["occurred_at"]
+            for f in CONTACT_FIELDS:
+                if payload.get(f) is not None:
+                    row[f] = payload[f]
+        updated = iso_of(docs[-1])
+        cursor.execute(
+            f"INSERT INTO {self.table('contacts')} VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (contact_id) DO UPDATE SET "
+            "first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, "
+            "email = EXCLUDED.email, phone = EXCLUDED.phone, is_child = EXCLUDED.is_child, "
+            "guardian_contact_id = EXCLUDED.guardian_contact_id, "
+            "merged_into = EXCLUDED.merged_into, created_at = EXCLUDED.created_at, "
+            "updated_at = EXCLUDED.updated_at",
+            (
+                contact_id,
+                *(row[f] for f in CONTACT_FIELDS),
+                merged_into,
+                created and iso_text(created),
+                updated,
+            ),
+        )
+
+    def _fold_member(self, cursor: Cursor, key: str, docs: list[dict[str, Any]]) -> None:
+        account_id, contact_id = key.split("|", 1)
+        last = docs[-1]
+        cursor.execute(
+            f"INSERT INTO {self.table('members')} VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (account_id, contact_id) DO UPDATE SET member = EXCLUDED.member, "
+            "since = EXCLUDED.since",
+            (account_id, contact_id, last["type"] == "contact.joined_account", iso_of(last)),
+        )
+
+    def _fold_account(self, cursor: Cursor, account_id: str, docs: list[dict[str, Any]]) -> None:
+        cursor.execute(
+            f"INSERT INTO {self.table('accounts')} VALUES (%s, %s, %s) ON CONFLICT (account_id) "
+            "DO UPDATE SET name = EXCLUDED.name, created_at = EXCLUDED.created_at",
+            (account_id, docs[-1]["payload"]["name"], iso_of(docs[0])),
+        )
+
+    def _fold_lead(self, cursor: Cursor, lead_id: str, docs: list[dict[str, Any]]) -> None:
+        parent_contact = parent_account = topic = created = None
+        status = "open"
+        for d in docs:
+            if d["type"] == "lead.created":
+                p = d["payload"]
+                parent_contact = p.get("parent_contact_id") or parent_contact
+                parent_account = p.get("parent_account_id") or parent_account
+                topic = p.get("topic") or topic
+                created = created or iso_of(d)
+            status = LEAD_STATUS.get(d["type"], status)
+        cursor.execute(
+            f"INSERT INTO {self.table('leads')} VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (lead_id) DO UPDATE SET parent_contact_id = EXCLUDED.parent_contact_id, "
+            "parent_account_id = EXCLUDED.parent_account_id, topic = EXCLUDED.topic, "
+            "status = EXCLUDED.status, created_at = EXCLUDED.created_at, "
+            "updated_at = EXCLUDED.updated_at",
+            (lead_id, parent_contact, parent_account, topic, status, created, iso_of(docs[-1])),
+        )
+
+    def _fold_identity(self, cursor: Cursor, anonymous_id: str, docs: list[dict[str, Any]]) -> None:
+        last = docs[-1]
+        cursor.execute(
+            f"INSERT INTO {self.table('identities')} VALUES (%s, %s, %s) "
+            "ON CONFLICT (anonymous_id) DO UPDATE SET contact_id = EXCLUDED.contact_id, "
+            "linked_at = EXCLUDED.linked_at",
+            (anonymous_id, last["payload"]["contact_id"], iso_of(last)),
+        )
+
+
+def iso_text(text: str) -> str:
+    """An ISO timestamp from a stored document, normalised like :func:`iso`."""
+    from datetime import datetime
+
+    return iso(datetime.fromisoformat(text))
+
+
+def iso_of(doc: dict[str, Any]) -> str:
+    return iso_text(doc["occurred_at"])
