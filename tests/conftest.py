@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from pydantic import SecretStr
 
 from interaction_store.settings import Settings

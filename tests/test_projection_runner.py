@@ -85,7 +85,7 @@ def test_a_redelivered_batch_changes_nothing(log: EventLog, store: ViewStore) ->
     assert view_checksum(store, counter) == before
     # Even with its memory of positions wiped, the tracking recorder refuses to go back.
     blind = ProjectionRunner(log, store, [counter], max_attempts=1)
-    with pytest.raises(Exception, match="(?i)tracking"):
+    with pytest.raises(Exception, match=r"(?i)tracking"):
         blind._apply(records, [(r, r.event()) for r in records], one_by_one=False)
     assert view_checksum(store, counter) == before
 
@@ -94,7 +94,7 @@ def test_a_poison_event_is_set_aside_and_can_be_retried(log: EventLog, store: Vi
     counter = Counter()
     good = [event(at=i) for i in range(10)]
     poison = event(at=5, source="poison")
-    log.publish(good[:5] + [poison] + good[5:])
+    log.publish([*good[:5], poison, *good[5:]])
     runner = ProjectionRunner(log, store, [counter], max_attempts=2)
     stats = runner.run(follow=False)
     assert counter.count(store) == 10
