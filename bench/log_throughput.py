@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
+import itertools
 import math
 import os
 import pstats
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -28,11 +31,12 @@ from typing import Any
 
 import orjson
 
-from bench.documents import documents
+from bench.documents import write_documents
 from interaction_store.catalog import StreamCatalog
-from interaction_store.codec import encode
+from interaction_store.codec import decode, encode
 from interaction_store.events import InteractionEvent
 from interaction_store.ingest import Ingest, Outcome
+from interaction_store.log.base import EventLog
 from interaction_store.log.embedded import EmbeddedLog
 from interaction_store.settings import Settings
 
@@ -61,8 +65,46 @@ PRODUCER_TUNING = (
 
 DRAIN_TIMEOUT_S = 120.0
 
+Prepared = tuple[str, bytes, bytes, bytes]
+"""What our log sends for one event: logical topic, key, encoded value, type header value."""
 
-# --------------------------------------------------------------------------- figures
+
+# --------------------------------------------------------------------------- timing
+
+
+class _GcClock:
+    """Seconds spent in the cyclic garbage collector (any thread), via ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._start
+
+
+GC_CLOCK = _GcClock()
+
+
+class Timer:
+    """Wall, process CPU (all threads) and GC seconds of one or more blocks, added up."""
+
+    def __init__(self) -> None:
+        self.seconds = self.cpu_seconds = self.gc_seconds = 0.0
+        self._marks = (0.0, 0.0, 0.0)
+
+    def __enter__(self) -> Timer:
+        self._marks = (time.perf_counter(), time.process_time(), GC_CLOCK.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall, cpu, gc_total = self._marks
+        self.seconds += time.perf_counter() - wall
+        self.cpu_seconds += time.process_time() - cpu
+        self.gc_seconds += GC_CLOCK.total - gc_total
 
 
 @dataclass
@@ -72,41 +114,35 @@ class Figure:
     key: str
     label: str
     events: int
-    seconds: float
-    cpu_seconds: float
+    timer: Timer
     baseline: Figure | None = None
     goal: str = ""
     passed: bool | None = None
+    note: str = ""
 
     @property
     def rate(self) -> float:
-        return self.events / self.seconds if self.seconds > 0 else float("inf")
+        return self.events / self.timer.seconds if self.timer.seconds > 0 else math.inf
 
     @property
     def ratio(self) -> float | None:
         return None if self.baseline is None else self.rate / self.baseline.rate
 
 
-@dataclass
-class Timer:
-    """Wall and process CPU time (all threads) of a block."""
-
-    seconds: float = 0.0
-    cpu_seconds: float = 0.0
-    _wall: float = field(default=0.0, repr=False)
-    _cpu: float = field(default=0.0, repr=False)
-
-    def __enter__(self) -> Timer:
-        self._wall, self._cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self._wall
-        self.cpu_seconds = time.process_time() - self._cpu
-
-
 def _say(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+    print(f"[bench] {message} (rss {_rss_now_mb():.0f} MB)", file=sys.stderr, flush=True)
+
+
+def _rss_now_mb() -> float:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return math.nan
+
+
+def _rss_peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _batches(items: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
@@ -114,11 +150,15 @@ def _batches(items: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]
         yield items[i : i + size]
 
 
-def _check_outcomes(outcomes: list[Outcome], expected: int, what: str) -> None:
+def _accepted(outcomes: list[Outcome], expected: int, what: str) -> None:
     accepted = sum(1 for o in outcomes if o.status == "accepted")
     if accepted != expected:
-        statuses = {o.status for o in outcomes}
-        raise SystemExit(f"{what}: {accepted} of {expected} accepted (statuses {statuses})")
+        statuses = Counter(o.status for o in outcomes)
+        raise SystemExit(f"{what}: {accepted} of {expected} accepted ({dict(statuses)})")
+
+
+def _jsonable(value: Any) -> Any:
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
 # --------------------------------------------------------------------------- data
@@ -126,36 +166,79 @@ def _check_outcomes(outcomes: list[Outcome], expected: int, what: str) -> None:
 
 @dataclass
 class Data:
-    """The documents of one run: warm-up and measured, raw and pre-decoded."""
+    """The documents of one run (warm-up and measured) and what our log makes of them."""
 
     warm_lines: list[bytes]
     lines: list[bytes]
-    warm_events: list[InteractionEvent]
-    events: list[InteractionEvent]
+    warm_records: list[Prepared]
+    records: list[Prepared]
+    per_topic: Counter[str]  # logical topic -> events (warm-up and measured)
     origin: str
-
-    @property
-    def all_events(self) -> list[InteractionEvent]:
-        return self.warm_events + self.events
+    now: datetime
 
 
-def make_data(count: int, warmup: int, contacts: int, seed: int) -> Data:
-    lines, events, origin = documents(warmup + count, contacts, seed)
-    # Ingest stamps recorded_at; the pre-decoded events get it too so both store the same bytes.
+def make_data(count: int, warmup: int, contacts: int, seed: int, tmp: Path) -> Data:
+    """Documents and prepared records, streamed through files and read back in one go: the
+    process then holds them compactly (about 150 MB for 100k), not scattered over a heap."""
+    catalog = StreamCatalog.load(Settings())
+    docs_path, records_path = tmp / "documents.jsonl", tmp / "records.tsv"
+    with docs_path.open("wb") as out:
+        origin = write_documents(out, warmup + count, contacts, seed)
+    # Ingest stamps recorded_at; the raw producer sends the bytes our log would store.
     now = datetime.now(UTC)
-    events = [e.with_recorded_at(now) for e in events]
-    return Data(lines[:warmup], lines[warmup:], events[:warmup], events[warmup:], origin)
+    gc.disable()  # setup only: decoding 100k events is several times faster without the GC
+    try:
+        with docs_path.open("rb") as lines_in, records_path.open("wb") as out:
+            for line in lines_in:
+                event = decode(line.strip()).with_recorded_at(now)
+                logical = catalog.topic_for(event.type).logical
+                fields = (logical.encode(), event.key.encode(), event.type.encode(), encode(event))
+                out.write(b"\t".join(fields) + b"\n")  # JSON from orjson has no raw tab
+    finally:
+        gc.enable()
+    lines = docs_path.read_bytes().splitlines()
+    records: list[Prepared] = []
+    for row in records_path.read_bytes().splitlines():
+        logical_b, key, kind, value = row.split(b"\t", 3)
+        records.append((logical_b.decode(), key, value, kind))
+    docs_path.unlink()
+    records_path.unlink()
+    return Data(
+        lines[:warmup],
+        lines[warmup:],
+        records[:warmup],
+        records[warmup:],
+        Counter(r[0] for r in records),
+        origin,
+        now,
+    )
+
+
+def _decoded(lines: Sequence[bytes], now: datetime) -> list[InteractionEvent]:
+    return [decode(line).with_recorded_at(now) for line in lines]
+
+
+def publish_backend(log: EventLog, lines: Sequence[bytes], now: datetime, timer: Timer) -> int:
+    """``log.publish`` on events decoded beforehand (batch by batch; decoding is not timed)."""
+    appended = 0
+    for batch in _batches(lines):
+        events = _decoded(batch, now)
+        with timer:
+            outcome = log.publish(events)
+        appended += sum(1 for a in outcome if not a.duplicate)
+        del events, outcome
+    return appended
+
+
+def publish_documents(ingest: Ingest, lines: Sequence[bytes], timer: Timer, what: str) -> None:
+    """The full path: validate, encode, dedupe, publish, in batches."""
+    for batch in _batches(lines):
+        with timer:
+            outcomes = ingest.publish_documents(batch, "bench")
+        _accepted(outcomes, len(batch), what)
 
 
 # --------------------------------------------------------------------------- Kafka
-
-
-def _jsonable(value: Any) -> Any:
-    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass
@@ -163,98 +246,124 @@ class KafkaRun:
     bootstrap: str
     data: Data
     tmp: Path
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     figures: list[Figure] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
     producer_settings: dict[str, Any] = field(default_factory=dict)
+    broker_warmup: int = 30_000
 
-    def settings(self, prefix: str, name: str) -> Settings:
+    def settings(self, name: str) -> Settings:
         return Settings(
             backend="kafka",
-            data_dir=self.tmp / name,
+            data_dir=self.tmp / f"kafka-{name}",
             kafka_bootstrap_servers=self.bootstrap,
-            topic_prefix=prefix,
+            topic_prefix=f"bench{self.tag}.{name}.",
             kafka_client_id=f"istore-bench-{name}",
         )
 
 
 def bench_kafka(run: KafkaRun) -> None:
-    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     from interaction_store.log.kafka import TYPE_HEADER, KafkaLog
 
-    tag = uuid.uuid4().hex[:8]
-    ours_settings = run.settings(f"bench{tag}.ours.", "ours")
-    raw_settings = run.settings(f"bench{tag}.raw.", "raw")
     data = run.data
-
+    measured = len(data.lines)
     with ExitStack() as stack:
-        ours = KafkaLog(ours_settings)
-        stack.callback(ours.close)
-        run.created += ours.ensure_topics()
-        # The raw topics come from the same catalog (another prefix): same partition counts.
-        raw_log = KafkaLog(raw_settings)
-        run.created += raw_log.ensure_topics()
-        raw_log.close()
-        raw_catalog = StreamCatalog.load(raw_settings)
+        logs: dict[str, KafkaLog] = {}
+        # Each figure writes its own topics, made from the same catalog (another prefix), so
+        # partition counts and routing are the same everywhere.
+        for name in ("warm", "raw", "rawbatch", "backend", "ours"):
+            log = KafkaLog(run.settings(name))
+            stack.callback(log.close)
+            run.created += log.ensure_topics()
+            logs[name] = log
+        ours = logs["ours"]
 
         # Same settings as our producer: read them off it rather than repeating them here.
-        tuning = {k: ours.producer.config[k] for k in PRODUCER_TUNING if k in ours.producer.config}
+        config = ours.producer.config
+        tuning = {k: config[k] for k in PRODUCER_TUNING if k in config}
         run.producer_settings = {k: _jsonable(v) for k, v in tuning.items()}
+        raw_settings = run.settings("raw")
         producer = KafkaProducer(**raw_settings.kafka_client_config(), **tuning)
         stack.callback(producer.close)
 
-        def prepared(events: Sequence[InteractionEvent]) -> list[tuple[str, bytes, bytes, Any]]:
-            # What our log sends for each event: topic, key, encoded value, type header.
-            return [
-                (
-                    raw_catalog.topic_for(e.type).name,
-                    e.key.encode(),
-                    encode(e),
-                    [(TYPE_HEADER, e.type.encode())],
-                )
-                for e in events
-            ]
+        def topic_of(name: str, logical: str) -> str:
+            return logs[name].catalog.by_name(logical).name
 
-        def raw_send(records: list[tuple[str, bytes, bytes, Any]]) -> list[Any]:
-            futures = [producer.send(t, value=v, key=k, headers=h) for t, k, v, h in records]
+        def raw_send(name: str, records: Sequence[Prepared], flush_every: int) -> None:
+            names = {t.logical: t.name for t in logs[name].catalog.topics.values()}
+            for i, (logical, key, value, kind) in enumerate(records, start=1):
+                producer.send(names[logical], value=value, key=key, headers=[(TYPE_HEADER, kind)])
+                if i % flush_every == 0:
+                    producer.flush()
             producer.flush()
-            return futures
 
-        def ours_publish(lines: Sequence[bytes]) -> list[Outcome]:
-            ingest = Ingest(ours, batch_size=BATCH)
-            out: list[Outcome] = []
-            for batch in _batches(lines):
-                out += ingest.publish_documents(batch, "bench")
-            return out
+        def stored(name: str) -> int:
+            """Records in a topic set: checks a raw run actually landed."""
+            return sum(
+                sum(ours.end_offsets(spec.name).values())
+                for spec in logs[name].catalog.event_topics
+            )
 
-        warm_records = prepared(data.warm_events)
-        records = prepared(data.events)
+        # A fresh broker runs at a third of its speed for its first ~20k records (JIT): get
+        # that over with on throwaway topics, so the first figure measured is not penalised.
+        broker_warmup = list(itertools.islice(itertools.cycle(data.records), run.broker_warmup))
+        _say(f"warm-up: {len(broker_warmup)} records to warm the broker up")
+        raw_send("warm", broker_warmup, len(broker_warmup))
+        _say(f"warm-up: {len(data.warm_lines)} events through each producer")
+        raw_send("raw", data.warm_records, len(data.warm_records))
+        raw_send("rawbatch", data.warm_records, BATCH)
+        publish_backend(logs["backend"], data.warm_lines, data.now, Timer())
+        publish_documents(Ingest(ours, BATCH), data.warm_lines, Timer(), "warm-up")
 
-        _say(f"warm-up: {len(warm_records)} events through each producer")
-        raw_send(warm_records)
-        _check_outcomes(ours_publish(data.warm_lines), len(data.warm_lines), "warm-up")
-
-        _say(f"raw producer: {len(records)} events")
-        with Timer() as t:
-            futures = raw_send(records)
-        failed = sum(1 for f in futures if f.failed())
-        if failed:
-            raise SystemExit(f"raw producer: {failed} of {len(futures)} sends failed")
-        raw_pub = Figure(
-            "kafka_raw_produce", "raw kafka-python producer", len(records), t.seconds, t.cpu_seconds
-        )
+        _say(f"raw producer: {measured} events, one flush at the end")
+        t = Timer()
+        with t:
+            raw_send("raw", data.records, len(data.records))
+        raw_pub = Figure("kafka_raw_produce", "raw kafka-python producer", measured, t)
         run.figures.append(raw_pub)
 
-        _say(f"our publish path: {len(data.lines)} documents")
-        with Timer() as t:
-            outcomes = ours_publish(data.lines)
-        _check_outcomes(outcomes, len(data.lines), "our publish path")
+        _say(f"raw producer: {measured} events, flush every {BATCH}")
+        t = Timer()
+        with t:
+            raw_send("rawbatch", data.records, BATCH)
+        run.figures.append(
+            Figure(
+                "kafka_raw_produce_flush_per_batch",
+                f"  raw producer, flush every {BATCH:,} (diagnostic)",
+                measured,
+                t,
+                baseline=raw_pub,
+            )
+        )
+        for name in ("raw", "rawbatch"):
+            if stored(name) != len(data.warm_records) + len(data.records):
+                raise SystemExit(f"raw producer ({name}): {stored(name)} records stored")
+
+        _say(f"our log alone: KafkaLog.publish of {measured} pre-decoded events")
+        t = Timer()
+        appended = publish_backend(logs["backend"], data.lines, data.now, t)
+        if appended != measured:
+            raise SystemExit(f"KafkaLog.publish: {appended} of {measured} appended")
+        run.figures.append(
+            Figure(
+                "kafka_ours_publish_backend",
+                "  ours: KafkaLog.publish, pre-decoded (diagnostic)",
+                measured,
+                t,
+                baseline=raw_pub,
+            )
+        )
+
+        _say(f"our publish path: Ingest.publish_documents of {measured} documents")
+        t = Timer()
+        publish_documents(Ingest(ours, BATCH), data.lines, t, "our publish path")
         ours_pub = Figure(
             "kafka_ours_publish",
             "ours: Ingest.publish_documents (KafkaLog)",
-            len(data.lines),
-            t.seconds,
-            t.cpu_seconds,
+            measured,
+            t,
             baseline=raw_pub,
             goal=f">= {KAFKA_PUBLISH_GOAL}x raw",
         )
@@ -263,15 +372,9 @@ def bench_kafka(run: KafkaRun) -> None:
 
         # ----------------------------------------------------------- reading the interactions
         logical = "interactions"
-        ours_topic = ours.catalog.by_name(logical).name
-        raw_topic = raw_catalog.by_name(logical).name
-        expected = sum(
-            1 for e in data.all_events if ours.catalog.topic_for(e.type).logical == logical
-        )
+        expected = data.per_topic[logical]
 
         def raw_drain(topic: str, limit: int) -> int:
-            from kafka import TopicPartition
-
             consumer = KafkaConsumer(
                 **raw_settings.kafka_client_config(),
                 enable_auto_commit=False,
@@ -295,7 +398,7 @@ def bench_kafka(run: KafkaRun) -> None:
             read = [0]  # a cell the stop condition can see
             deadline = time.monotonic() + DRAIN_TIMEOUT_S
             for batch in ours.follow(
-                topics=[ours_topic],
+                topics=[topic_of("ours", logical)],
                 batch_size=BATCH,
                 idle_sleep=0.2,
                 until=lambda: read[0] >= limit or time.monotonic() > deadline,
@@ -307,44 +410,33 @@ def bench_kafka(run: KafkaRun) -> None:
             return read[0]
 
         _say("warm-up: reading")
-        raw_drain(raw_topic, BATCH)
+        raw_drain(topic_of("raw", logical), BATCH)
         ours_drain(True, BATCH)
 
         _say(f"raw consumer: {expected} records of {logical}")
-        with Timer() as t:
-            n = raw_drain(raw_topic, expected)
-        raw_read = Figure(
-            "kafka_raw_consume",
-            f"raw kafka-python consumer ({logical})",
-            n,
-            t.seconds,
-            t.cpu_seconds,
-        )
+        t = Timer()
+        with t:
+            n = raw_drain(topic_of("raw", logical), expected)
+        raw_read = Figure("kafka_raw_consume", f"raw kafka-python consumer ({logical})", n, t)
         run.figures.append(raw_read)
 
         _say("our read path: follow")
-        with Timer() as t:
+        t = Timer()
+        with t:
             n = ours_drain(False, expected)
         run.figures.append(
-            Figure(
-                "kafka_ours_follow",
-                "ours: KafkaLog.follow (records)",
-                n,
-                t.seconds,
-                t.cpu_seconds,
-                baseline=raw_read,
-            )
+            Figure("kafka_ours_follow", "ours: KafkaLog.follow (records)", n, t, baseline=raw_read)
         )
         _say("our read path: follow + decode")
-        with Timer() as t:
+        t = Timer()
+        with t:
             n = ours_drain(True, expected)
         run.figures.append(
             Figure(
                 "kafka_ours_follow_decode",
                 "ours: KafkaLog.follow + record.event()",
                 n,
-                t.seconds,
-                t.cpu_seconds,
+                t,
                 baseline=raw_read,
             )
         )
@@ -371,7 +463,7 @@ def delete_topics(bootstrap: str, names: list[str]) -> None:
 
 
 def bench_embedded(data: Data, tmp: Path) -> list[Figure]:
-    figures: list[Figure] = []
+    measured = len(data.lines)
     with ExitStack() as stack:
         full = EmbeddedLog(Settings(backend="embedded", data_dir=tmp / "embedded-full"))
         stack.callback(full.close)
@@ -380,55 +472,45 @@ def bench_embedded(data: Data, tmp: Path) -> list[Figure]:
         ingest = Ingest(full, batch_size=BATCH)
 
         _say(f"embedded warm-up: {len(data.warm_lines)} events")
-        _check_outcomes(
-            ingest.publish_documents(data.warm_lines, "bench"), len(data.warm_lines), "warm-up"
-        )
-        backend.publish(data.warm_events)
+        publish_documents(ingest, data.warm_lines, Timer(), "warm-up")
+        publish_backend(backend, data.warm_lines, data.now, Timer())
 
-        _say(f"embedded append, full path: {len(data.lines)} documents")
-        outcomes: list[Outcome] = []
-        with Timer() as t:
-            for batch in _batches(data.lines):
-                outcomes += ingest.publish_documents(batch, "bench")
-        _check_outcomes(outcomes, len(data.lines), "embedded full path")
+        _say(f"embedded append, full path: {measured} documents")
+        t = Timer()
+        publish_documents(ingest, data.lines, t, "embedded full path")
         full_fig = Figure(
             "embedded_append_full",
             "embedded: Ingest.publish_documents",
-            len(data.lines),
-            t.seconds,
-            t.cpu_seconds,
+            measured,
+            t,
             goal=f">= {EMBEDDED_APPEND_GOAL:,}/s",
         )
         full_fig.passed = full_fig.rate >= EMBEDDED_APPEND_GOAL
-        figures.append(full_fig)
 
-        _say(f"embedded append, backend only: {len(data.events)} pre-decoded events")
-        appended = 0
-        with Timer() as t:
-            for batch in _batches(data.events):
-                appended += sum(1 for a in backend.publish(batch) if not a.duplicate)
-        if appended != len(data.events):
-            raise SystemExit(f"embedded backend: {appended} of {len(data.events)} appended")
+        _say(f"embedded append, backend only: {measured} pre-decoded events")
+        t = Timer()
+        appended = publish_backend(backend, data.lines, data.now, t)
+        if appended != measured:
+            raise SystemExit(f"embedded backend: {appended} of {measured} appended")
         backend_fig = Figure(
             "embedded_append_backend",
-            "embedded: EmbeddedLog.publish (pre-decoded)",
-            len(data.events),
-            t.seconds,
-            t.cpu_seconds,
+            "embedded: EmbeddedLog.publish, pre-decoded",
+            measured,
+            t,
             goal=f">= {EMBEDDED_APPEND_GOAL:,}/s",
         )
         backend_fig.passed = backend_fig.rate >= EMBEDDED_APPEND_GOAL
-        figures.append(backend_fig)
+        full_fig.baseline = backend_fig  # what validation and encoding cost on top
 
         topics = [spec.name for spec in full.catalog.event_topics]
-        total = len(data.warm_lines) + len(data.lines)
+        total = len(data.warm_lines) + measured
 
-        def read_all(log: EmbeddedLog, decode: bool, limit: int | None = None) -> int:
+        def read_all(decode: bool, limit: int | None = None) -> int:
             n = 0
             for topic in topics:
                 offset = 0
                 while limit is None or n < limit:
-                    page = log.read(topic, 0, offset, BATCH)
+                    page = full.read(topic, 0, offset, BATCH)
                     if not page:
                         break
                     if decode:
@@ -438,59 +520,57 @@ def bench_embedded(data: Data, tmp: Path) -> list[Figure]:
                     offset = page[-1].position.offset + 1
             return n
 
-        read_all(full, True, BATCH)  # warm-up
+        read_all(True, BATCH)  # warm-up
         _say(f"embedded read: {total} records in pages of {BATCH}")
-        with Timer() as t:
-            n = read_all(full, False)
-        read_fig = Figure(
-            "embedded_read", "embedded: EmbeddedLog.read pages", n, t.seconds, t.cpu_seconds
+        t = Timer()
+        with t:
+            n = read_all(False)
+        read_fig = Figure("embedded_read", "embedded: EmbeddedLog.read pages", n, t)
+        t = Timer()
+        with t:
+            n = read_all(True)
+        decode_fig = Figure(
+            "embedded_read_decode",
+            "embedded: read pages + record.event()",
+            n,
+            t,
+            baseline=read_fig,
         )
-        figures.append(read_fig)
-        with Timer() as t:
-            n = read_all(full, True)
-        figures.append(
-            Figure(
-                "embedded_read_decode",
-                "embedded: read pages + record.event()",
-                n,
-                t.seconds,
-                t.cpu_seconds,
-                baseline=read_fig,
-            )
-        )
-        # The full-path append relative to the backend alone: what validation costs.
-        full_fig.baseline = backend_fig
-        for fig in figures[-2:]:
+        for fig in (read_fig, decode_fig):
             if fig.events != total:
                 raise SystemExit(f"{fig.label}: read {fig.events} of {total} records")
-    return figures
+    return [full_fig, backend_fig, read_fig, decode_fig]
 
 
 # --------------------------------------------------------------------------- profiling
 
 
 def profile_paths(data: Data, tmp: Path, bootstrap: str | None, count: int, top: int) -> None:
-    """cProfile of our publish paths (main thread only: the Kafka sender thread is not in it)."""
+    """cProfile of our publish paths. Main thread only: the Kafka sender thread is not in it;
+    GC pauses are charged to whichever call allocated when the collector ran."""
     lines = data.lines[:count]
 
-    def report(title: str, prof: cProfile.Profile) -> None:
-        for order in ("tottime", "cumulative"):
-            buf = io.StringIO()
-            stats = pstats.Stats(prof, stream=buf)
-            stats.sort_stats(order).print_stats(top)
-            print(f"\n=== profile: {title}, {len(lines)} documents, by {order} ===")
-            print(buf.getvalue().split("\n\n", 1)[-1].rstrip())
-
-    with EmbeddedLog(Settings(backend="embedded", data_dir=tmp / "profile-embedded")) as log:
+    def profiled(title: str, log: EventLog) -> None:
         ingest = Ingest(log, batch_size=BATCH)
         ingest.publish_documents(data.warm_lines, "bench")
         prof = cProfile.Profile()
-        prof.enable()
-        for batch in _batches(lines):
-            ingest.publish_documents(batch, "bench")
-        prof.disable()
-        report("embedded Ingest.publish_documents", prof)
+        t = Timer()
+        with t:
+            prof.enable()
+            for batch in _batches(lines):
+                ingest.publish_documents(batch, "bench")
+            prof.disable()
+        for order in ("tottime", "cumulative"):
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats(order).print_stats(top)
+            print(
+                f"\n=== profile: {title}, {len(lines):,} documents, by {order} "
+                f"(wall {t.seconds:.2f}s under the profiler, of it GC {t.gc_seconds:.2f}s) ==="
+            )
+            print(buf.getvalue().split("\n\n", 1)[-1].rstrip())
 
+    with EmbeddedLog(Settings(backend="embedded", data_dir=tmp / "profile-embedded")) as log:
+        profiled("embedded Ingest.publish_documents", log)
     if bootstrap is None:
         return
     from interaction_store.log.kafka import KafkaLog
@@ -505,14 +585,7 @@ def profile_paths(data: Data, tmp: Path, bootstrap: str | None, count: int, top:
     try:
         with KafkaLog(settings) as klog:
             created = klog.ensure_topics()
-            ingest = Ingest(klog, batch_size=BATCH)
-            ingest.publish_documents(data.warm_lines, "bench")
-            prof = cProfile.Profile()
-            prof.enable()
-            for batch in _batches(lines):
-                ingest.publish_documents(batch, "bench")
-            prof.disable()
-            report("Kafka Ingest.publish_documents", prof)
+            profiled("Kafka Ingest.publish_documents", klog)
     finally:
         delete_topics(bootstrap, created)
 
@@ -520,34 +593,28 @@ def profile_paths(data: Data, tmp: Path, bootstrap: str | None, count: int, top:
 # --------------------------------------------------------------------------- output
 
 
-def _fmt_rate(value: float) -> str:
-    return f"{value:,.0f}"
-
-
 def print_table(figures: list[Figure]) -> None:
-    header = ("figure", "events", "seconds", "cpu s", "events/s", "ratio", "goal", "result")
+    header = ("figure", "events", "s", "cpu s", "gc s", "events/s", "ratio", "goal", "result")
     rows = [header]
     for f in figures:
-        ratio = "" if f.ratio is None else f"{f.ratio:.2f}x"
-        result = "" if f.passed is None else ("PASS" if f.passed else "FAIL")
         rows.append(
             (
                 f.label,
                 f"{f.events:,}",
-                f"{f.seconds:.2f}",
-                f"{f.cpu_seconds:.2f}",
-                _fmt_rate(f.rate),
-                ratio,
+                f"{f.timer.seconds:.2f}",
+                f"{f.timer.cpu_seconds:.2f}",
+                f"{f.timer.gc_seconds:.2f}",
+                f"{f.rate:,.0f}",
+                "" if f.ratio is None else f"{f.ratio:.2f}x",
                 f.goal,
-                result,
+                "" if f.passed is None else ("PASS" if f.passed else "FAIL"),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    right = {1, 2, 3, 4, 5}
 
     def line(row: Sequence[str]) -> str:
         cells = [
-            c.rjust(w) if i in right else c.ljust(w)
+            c.rjust(w) if 0 < i < 7 else c.ljust(w)
             for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
         return "  ".join(cells).rstrip()
@@ -556,10 +623,10 @@ def print_table(figures: list[Figure]) -> None:
     print("  ".join("-" * w for w in widths))
     for row in rows[1:]:
         print(line(row))
-    print("ratio = events/s over the baseline's:")
+    print("\nratio = events/s over the baseline's events/s:")
     for f in figures:
         if f.baseline is not None:
-            print(f"  {f.label}  /  {f.baseline.label}")
+            print(f"  {f.label.strip()}  /  {f.baseline.label.strip()}")
 
 
 # --------------------------------------------------------------------------- main
@@ -569,7 +636,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.log_throughput", description=__doc__)
     p.add_argument("--events", type=int, default=100_000, help="events measured per figure")
     p.add_argument("--warmup", type=int, default=BATCH, help="events sent before measuring")
-    p.add_argument("--contacts", type=int, default=1000)
+    p.add_argument(
+        "--broker-warmup",
+        type=int,
+        default=30_000,
+        help="records sent to throwaway topics first, so the broker's JIT is warm",
+    )
+    p.add_argument("--contacts", type=int, default=1000, help="contacts in the demo data")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
         "--bootstrap",
@@ -580,6 +653,14 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-kafka", action="store_true", help="only the embedded figures")
     p.add_argument("--no-embedded", action="store_true", help="only the Kafka figures")
     p.add_argument(
+        "--gc",
+        choices=("freeze", "default", "off"),
+        default="freeze",
+        help="freeze (default): the bench's own prepared data is moved out of the collector's "
+        "reach (gc.freeze), so collections cost what they would in a publisher process; "
+        "default: leave it in; off: no cyclic GC while measuring (to see what GC costs)",
+    )
+    p.add_argument(
         "--profile",
         type=int,
         nargs="?",
@@ -589,90 +670,123 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="after measuring, cProfile our publish paths on N documents (default 30000)",
     )
     p.add_argument("--profile-top", type=int, default=25, help="profile rows shown")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.events < 1 or args.warmup < 0 or args.broker_warmup < 0 or args.contacts < 1:
+        p.error("--events and --contacts must be >= 1, the warm-ups >= 0")
+    return args
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Any], list[Figure]]:
+    """Every figure the arguments ask for, and what describes the run."""
+    info: dict[str, Any] = {"load_average_start": [round(x, 2) for x in os.getloadavg()]}
+    _say(f"making {args.warmup} + {args.events} documents")
+    t = Timer()
+    with t:
+        data = make_data(args.events, args.warmup, args.contacts, args.seed, tmp)
+    sizes = [len(line) for line in data.lines]
+    stored = [len(r[2]) for r in data.records]
+    info |= {
+        "documents": data.origin,
+        "document_bytes": {
+            "mean": round(sum(sizes) / len(sizes)),
+            "min": min(sizes),
+            "max": max(sizes),
+            "stored_mean": round(sum(stored) / len(stored)),
+        },
+        "per_topic": dict(data.per_topic),
+        "make_seconds": round(t.seconds, 1),
+        "gc_mode": args.gc,
+    }
+    _say(f"documents ready after {t.seconds:.1f}s")
+    if args.gc == "freeze":
+        gc.collect()
+        gc.freeze()
+    elif args.gc == "off":
+        gc.disable()
+
+    figures: list[Figure] = []
+    if not args.no_embedded:
+        figures += bench_embedded(data, tmp)
+    bootstrap: str | None = None
+    broker = None
+    try:
+        if not args.no_kafka:
+            bootstrap = args.bootstrap
+            if not bootstrap:
+                from interaction_store.kafka_local import LocalKafka
+
+                _say("starting a local Kafka broker (use --bootstrap to bring your own)")
+                broker = LocalKafka(tmp / "kafka")
+                broker.ensure_jars()
+                t = Timer()
+                with t:
+                    bootstrap = broker.start()
+                _say(f"broker at {bootstrap} after {t.seconds:.1f}s")
+            run = KafkaRun(bootstrap, data, tmp, broker_warmup=args.broker_warmup)
+            try:
+                bench_kafka(run)
+            finally:
+                if broker is None:  # someone else's broker: leave no bench topics behind
+                    delete_topics(bootstrap, run.created)
+            figures = run.figures + figures
+            info["kafka"] = {
+                "bootstrap": bootstrap,
+                "local_broker": broker is not None,
+                "producer": run.producer_settings,
+            }
+        info["peak_rss_mb"] = round(_rss_peak_mb())  # before profiling, which adds its own
+        info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        if args.profile:
+            gc.enable()
+            gc.collect()
+            gc.freeze()  # as in the default mode: the bench's own data is not the publisher's
+            profile_paths(data, tmp, bootstrap, args.profile, args.profile_top)
+    finally:
+        if broker is not None:
+            broker.stop()
+    return info, figures
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     started = time.perf_counter()
-    _say(f"making {args.warmup} + {args.events} documents")
-    with Timer() as t:
-        data = make_data(args.events, args.warmup, args.contacts, args.seed)
-    sizes = [len(line) for line in data.lines]
-    encoded = [len(encode(e)) for e in data.events[:10_000]]
-    info: dict[str, Any] = {
-        "documents": data.origin,
-        "document_bytes_mean": round(sum(sizes) / len(sizes)),
-        "document_bytes_min_max": [min(sizes), max(sizes)],
-        "stored_bytes_mean": round(sum(encoded) / len(encoded)),
-        "make_seconds": round(t.seconds, 1),
-    }
-    figures: list[Figure] = []
-    kafka_info: dict[str, Any] = {}
-    bootstrap: str | None = None
-
-    with tempfile.TemporaryDirectory(prefix="istore-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        if not args.no_embedded:
-            figures += bench_embedded(data, tmp)
-        broker = None
-        try:
-            if not args.no_kafka:
-                bootstrap = args.bootstrap
-                if not bootstrap:
-                    from interaction_store.kafka_local import LocalKafka
-
-                    _say("starting a local Kafka broker (use --bootstrap to bring your own)")
-                    broker = LocalKafka(tmp / "kafka")
-                    broker.ensure_jars()
-                    with Timer() as t:
-                        bootstrap = broker.start()
-                    _say(f"broker at {bootstrap} after {t.seconds:.1f}s")
-                run = KafkaRun(bootstrap, data, tmp)
-                try:
-                    bench_kafka(run)
-                finally:
-                    if broker is None:
-                        delete_topics(bootstrap, run.created)
-                figures = run.figures + figures
-                kafka_info = {
-                    "bootstrap": bootstrap,
-                    "local_broker": broker is not None,
-                    "producer": run.producer_settings,
-                }
-            if args.profile:
-                profile_paths(data, tmp, bootstrap, args.profile, args.profile_top)
-        finally:
-            if broker is not None:
-                broker.stop()
-
+    gc.callbacks.append(GC_CLOCK)
+    with tempfile.TemporaryDirectory(prefix="istore-bench-") as tmp:
+        info, figures = measure(args, Path(tmp))
+    kafka_info = info.get("kafka")
     total = time.perf_counter() - started
+    sizes_info = info["document_bytes"]
     print()
     print(
         f"log throughput: {args.events:,} events per figure (+{args.warmup:,} warm-up), "
-        f"batches of {BATCH:,}; documents: {info['documents']}, "
-        f"mean {info['document_bytes_mean']} B ({info['document_bytes_min_max'][0]}"
-        f"-{info['document_bytes_min_max'][1]}), stored {info['stored_bytes_mean']} B"
+        f"batches of {BATCH:,}, gc {args.gc}"
+    )
+    print(
+        f"documents: {info['documents']}; {sizes_info['mean']} B mean "
+        f"({sizes_info['min']}-{sizes_info['max']}), {sizes_info['stored_mean']} B as stored; "
+        f"per topic {info['per_topic']}"
     )
     if kafka_info:
-        print(
-            f"kafka: {kafka_info['bootstrap']}"
-            f"{' (local broker started for this run)' if kafka_info['local_broker'] else ''}; "
-            f"producer settings (ours = raw): {kafka_info['producer']}"
-        )
+        where = " (local broker started for this run)" if kafka_info["local_broker"] else ""
+        print(f"kafka: {kafka_info['bootstrap']}{where}")
+        print(f"producer settings, ours = raw: {kafka_info['producer']}")
     print()
     print_table(figures)
     print()
-    print(f"peak RSS {_rss_mb():.0f} MB; wall {total:.0f}s; cpus {os.cpu_count()}")
+    print(
+        f"peak RSS {info['peak_rss_mb']} MB; wall {total:.0f}s; "
+        f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]}; load average "
+        f"{info['load_average_start'][0]} at start, {info['load_average_end'][0]} at end "
+        "(other work on the machine skews every figure)"
+    )
     summary = {
         "bench": "log_throughput",
         "events": args.events,
         **info,
-        **({"kafka": kafka_info} if kafka_info else {}),
         "rates": {f.key: round(f.rate) for f in figures},
         "ratios": {f.key: round(f.ratio, 3) for f in figures if f.ratio is not None},
+        "gc_seconds": {f.key: round(f.timer.gc_seconds, 2) for f in figures},
         "goals": {f.key: f.passed for f in figures if f.passed is not None},
-        "peak_rss_mb": round(_rss_mb()),
         "wall_seconds": round(total, 1),
     }
     print(orjson.dumps(summary).decode())
