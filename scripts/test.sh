@@ -18,6 +18,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
+# A real PostgreSQL for the view tests (Debian's package; the tests start their own cluster).
+if [ -z "${ISTORE_TEST_POSTGRES_DSN:-}" ]; then
+  bash scripts/postgres.sh
+fi
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv

@@ -118,10 +118,8 @@ def test_a_record_breaking_the_contract_goes_to_the_dead_letter_topic(
     assert isinstance(log, EmbeddedLog)
     bad = orjson.dumps({"event_id": str(uuid.uuid4()), "type": "email.opened"})
     topic = log.catalog.by_name("interactions").name
-    from eventsourcing.persistence import StoredEvent
-
     with log.datastore.transaction(commit=True) as c:
-        log.recorders[topic].insert_new(c, StoredEvent(uuid.uuid4(), 0, "email.opened", bad))
+        log.recorders[topic].append(c, [(uuid.uuid4().bytes, "email.opened", bad)])
     log.publish([event(at=1)])
     counter = Counter()
     stats = ProjectionRunner(log, store, [counter]).run(follow=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -133,9 +134,13 @@ def upcast(doc: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- encode / decode
 
 
-def encode(event: InteractionEvent) -> bytes:
-    """The wire form: compact JSON, absent optional fields left out."""
-    return orjson.dumps(event.model_dump(exclude_none=True))
+def encode(event: InteractionEvent, recorded_at: datetime | None = None) -> bytes:
+    """The wire form: compact JSON, absent optional fields left out. ``recorded_at`` fills
+    the envelope's field of that name when the event has none (set at ingest)."""
+    doc = event.model_dump(exclude_none=True)
+    if recorded_at is not None and "recorded_at" not in doc:
+        doc["recorded_at"] = recorded_at
+    return orjson.dumps(doc)
 
 
 def decode(raw: bytes | str) -> InteractionEvent:

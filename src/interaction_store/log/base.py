@@ -7,6 +7,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 from uuid import UUID
@@ -102,8 +103,11 @@ class EventLog(ABC):
         self.catalog = catalog or StreamCatalog.load(settings)
 
     @abstractmethod
-    def publish(self, events: Sequence[InteractionEvent]) -> list[Appended]:
-        """Append events (atomically per batch where the backend can); return each outcome."""
+    def publish(
+        self, events: Sequence[InteractionEvent], recorded_at: datetime | None = None
+    ) -> list[Appended]:
+        """Append events (atomically per batch where the backend can); return each outcome.
+        ``recorded_at`` is written into events that do not carry one."""
 
     @abstractmethod
     def dead_letter(self, letters: Sequence[DeadLetter]) -> list[Position]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 import orjson
-from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
 from interaction_store.catalog import StreamCatalog
@@ -38,27 +38,23 @@ def _table(topic: str) -> str:
 
 
 class _TopicRecorder(SQLiteApplicationRecorder):
-    """The recorder of one topic; inserts report the new offset, or None for a duplicate."""
+    """The recorder of one topic. Event ids go in as their 16 bytes (SQLite keeps BLOBs as
+    they are): a smaller primary key than hex text, which keeps appends fast as it grows."""
 
-    def insert_new(self, c: SQLiteCursor, stored: StoredEvent) -> int:
-        c.execute(
-            self.insert_events_statement,
-            (
-                stored.originator_id.hex
-                if isinstance(stored.originator_id, UUID)
-                else stored.originator_id,
-                0,
-                stored.topic,
-                stored.state,
-            ),
-        )
-        return int(c.lastrowid) - 1
+    def append(self, c: SQLiteCursor, rows: Sequence[tuple[bytes, str, bytes]]) -> int:
+        """Insert (event id, type, state) rows; returns the offset of the first one.
+        The transaction holds SQLite's write lock, so the rowids are consecutive."""
+        raw = c.sqlite_cursor
+        raw.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {self.events_table_name}")
+        first = int(raw.fetchone()[0])
+        raw.executemany(f"INSERT INTO {self.events_table_name} VALUES (?, 0, ?, ?)", rows)
+        return first
 
     def offset_of(self, c: SQLiteCursor, event_id: UUID) -> int:
         c.execute(
             f"SELECT rowid FROM {self.events_table_name} "
             "WHERE originator_id=? AND originator_version=0",
-            (event_id.hex,),
+            (event_id.bytes,),
         )
         row = c.fetchone()
         return int(row[0]) - 1
@@ -79,7 +75,7 @@ class EmbeddedLog(EventLog):
             self.recorders[spec.name] = recorder
         with self.datastore.transaction(commit=True) as c:
             c.execute(
-                "CREATE TABLE IF NOT EXISTS event_ids (event_id TEXT PRIMARY KEY, topic TEXT) "
+                "CREATE TABLE IF NOT EXISTS event_ids (event_id BLOB PRIMARY KEY, topic TEXT) "
                 "WITHOUT ROWID"
             )
 
@@ -91,43 +87,74 @@ class EmbeddedLog(EventLog):
                 f"unknown topic {topic!r}; the catalog has {', '.join(self.recorders)}"
             ) from None
 
-    def publish(self, events: Sequence[InteractionEvent]) -> list[Appended]:
-        out: list[Appended] = []
+    def publish(
+        self, events: Sequence[InteractionEvent], recorded_at: datetime | None = None
+    ) -> list[Appended]:
+        out: list[Appended | None] = [None] * len(events)
         with self.datastore.transaction(commit=True) as c:
             raw = c.sqlite_cursor
-            for event in events:
-                topic = self.catalog.topic_for(event.type).name
+            # 1. Which ids are in the log already (one query per 500 ids, not one per event).
+            known: dict[bytes, str] = {}
+            ids = [e.event_id.bytes for e in events]
+            for i in range(0, len(ids), 500):
+                part = ids[i : i + 500]
                 raw.execute(
-                    "INSERT OR IGNORE INTO event_ids VALUES (?, ?)", (event.event_id.hex, topic)
+                    f"SELECT event_id, topic FROM event_ids WHERE event_id IN "
+                    f"({','.join('?' * len(part))})",
+                    part,
                 )
-                if raw.rowcount == 1:
-                    stored = StoredEvent(event.event_id, 0, event.type, encode(event))
-                    offset = self.recorders[topic].insert_new(c, stored)
-                    out.append(Appended(event.event_id, Position(topic, 0, offset), False))
+                known.update(raw.fetchall())
+            # 2. The new ones, grouped by topic, in input order.
+            by_topic: dict[str, list[int]] = {}
+            first_in_batch: dict[bytes, int] = {}
+            duplicates: list[int] = []
+            for i, event in enumerate(events):
+                key = ids[i]
+                if key in known or key in first_in_batch:
+                    duplicates.append(i)
+                    continue
+                first_in_batch[key] = i
+                by_topic.setdefault(self.catalog.topic_for(event.type).name, []).append(i)
+            raw.executemany(
+                "INSERT INTO event_ids VALUES (?, ?)",
+                [(ids[i], topic) for topic, idx in by_topic.items() for i in idx],
+            )
+            for topic, idx in by_topic.items():
+                rows = [(ids[i], events[i].type, encode(events[i], recorded_at)) for i in idx]
+                first = self.recorders[topic].append(c, rows)
+                for n, i in enumerate(idx):
+                    out[i] = Appended(events[i].event_id, Position(topic, 0, first + n), False)
+            # 3. Duplicates point at the first copy: in the log, or earlier in this batch.
+            for i in duplicates:
+                key = ids[i]
+                if key in first_in_batch and first_in_batch[key] != i:
+                    original = out[first_in_batch[key]]
+                    assert original is not None
+                    out[i] = Appended(events[i].event_id, original.position, True)
                 else:
-                    raw.execute(
-                        "SELECT topic FROM event_ids WHERE event_id=?", (event.event_id.hex,)
-                    )
-                    first_topic = raw.fetchone()[0]
-                    offset = self.recorders[first_topic].offset_of(c, event.event_id)
-                    out.append(Appended(event.event_id, Position(first_topic, 0, offset), True))
-        return out
+                    topic = known[key]
+                    offset = self.recorders[topic].offset_of(c, events[i].event_id)
+                    out[i] = Appended(events[i].event_id, Position(topic, 0, offset), True)
+        return [a for a in out if a is not None]
 
     def dead_letter(self, letters: Sequence[DeadLetter]) -> list[Position]:
         topic = self.catalog.dead_letter.name
-        recorder = self.recorders[topic]
-        out = []
-        with self.datastore.transaction(commit=True) as c:
-            for letter in letters:
-                state = orjson.dumps(
+        rows = [
+            (
+                uuid4().bytes,
+                "dead_letter",
+                orjson.dumps(
                     {
                         "headers": letter.headers(),
                         "value": base64.b64encode(letter.original).decode(),
                     }
-                )
-                offset = recorder.insert_new(c, StoredEvent(uuid4(), 0, "dead_letter", state))
-                out.append(Position(topic, 0, offset))
-        return out
+                ),
+            )
+            for letter in letters
+        ]
+        with self.datastore.transaction(commit=True) as c:
+            first = self.recorders[topic].append(c, rows)
+        return [Position(topic, 0, first + n) for n in range(len(rows))]
 
     def partitions(self, topic: str) -> list[int]:
         self._recorder(topic)

@@ -12,6 +12,7 @@ import hashlib
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -184,7 +185,9 @@ class KafkaLog(EventLog):
 
     # ----------------------------------------------------------------- writing
 
-    def publish(self, events: Sequence[InteractionEvent]) -> list[Appended]:
+    def publish(
+        self, events: Sequence[InteractionEvent], recorded_at: datetime | None = None
+    ) -> list[Appended]:
         known = self.index.find([e.event_id for e in events])
         producer = self.producer
         sends: dict[UUID, Any] = {}
@@ -194,7 +197,7 @@ class KafkaLog(EventLog):
             topic = self.catalog.topic_for(event.type).name
             sends[event.event_id] = producer.send(
                 topic,
-                value=encode(event),
+                value=encode(event, recorded_at),
                 key=event.key.encode(),
                 headers=[(TYPE_HEADER, event.type.encode())],
             )
