@@ -46,6 +46,10 @@ class EventRejected(ValueError):
             who += f" ({event_type})"
         super().__init__(f"{who} rejected: " + "; ".join(v.describe() for v in violations))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its parts when it crosses a process boundary (parallel validation).
+        return (EventRejected, (self.event_id, self.event_type, self.violations))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "event_id": self.event_id,
@@ -141,6 +145,26 @@ def encode(event: InteractionEvent, recorded_at: datetime | None = None) -> byte
     if recorded_at is not None and "recorded_at" not in doc:
         doc["recorded_at"] = recorded_at
     return orjson.dumps(doc)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """A validated event in its wire form, with what the log needs to route and key it."""
+
+    event_id: bytes
+    """The 16 bytes of the UUID."""
+    type: str
+    key: str
+    value: bytes
+
+    @classmethod
+    def of(cls, event: InteractionEvent, recorded_at: datetime | None = None) -> EncodedEvent:
+        return cls(event.event_id.bytes, event.type, event.key, encode(event, recorded_at))
+
+
+def prepare(raw: bytes | str, recorded_at: datetime | None = None) -> EncodedEvent:
+    """Validate and normalise one document (upcast, canonical JSON, ``recorded_at`` set)."""
+    return EncodedEvent.of(decode(raw), recorded_at)
 
 
 def decode(raw: bytes | str) -> InteractionEvent:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing import get_context
+from typing import Any
 
-from interaction_store.codec import EventRejected, Violation, decode
-from interaction_store.events import InteractionEvent
+from interaction_store.codec import EncodedEvent, EventRejected, Violation, prepare
 from interaction_store.log.base import DeadLetter, EventLog, Position
 
 
@@ -70,6 +72,10 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class Ingest:
     """Validates and publishes documents to an :class:`EventLog`."""
 
@@ -77,8 +83,9 @@ class Ingest:
         self,
         log: EventLog,
         batch_size: int = 5000,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = _utc_now,
         max_event_bytes: int = MAX_EVENT_BYTES,
+        parallel: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -86,51 +93,44 @@ class Ingest:
         self.batch_size = batch_size
         self.clock = clock
         self.max_event_bytes = max_event_bytes
+        self.parallel = parallel
 
     def publish_documents(
         self, docs: Sequence[bytes], source: str, line_numbers: Sequence[int] | None = None
     ) -> list[Outcome]:
         """Publish one batch of JSON documents; one outcome per document, in order.
         ``source`` (and the line number, default the index + 1) is kept with dead letters."""
-        with collector_paused():
-            return self._publish_documents(docs, source, line_numbers)
+        checked = validate_batch(docs, self.clock(), self.max_event_bytes)
+        return self._publish_checked(docs, checked, source, line_numbers)
 
-    def _publish_documents(
-        self, docs: Sequence[bytes], source: str, line_numbers: Sequence[int] | None
+    def _publish_checked(
+        self,
+        docs: Sequence[bytes],
+        checked: Sequence[EncodedEvent | EventRejected],
+        source: str,
+        line_numbers: Sequence[int] | None,
     ) -> list[Outcome]:
-        now = self.clock()
-        valid: list[tuple[int, InteractionEvent]] = []
+        valid: list[int] = []
+        records: list[EncodedEvent] = []
         letters: list[tuple[int, DeadLetter, EventRejected]] = []
-        for i, doc in enumerate(docs):
-            try:
-                if len(doc) > self.max_event_bytes:
-                    raise EventRejected(
-                        None,
-                        None,
-                        [
-                            Violation(
-                                "(document)",
-                                f"{len(doc)} bytes",
-                                "max_size",
-                                f"an event may have at most {self.max_event_bytes} bytes; "
-                                f"the dead letter keeps the first {KEEP_OF_OVERSIZED}",
-                            )
-                        ],
-                    )
-                valid.append((i, decode(doc)))
-            except EventRejected as exc:
-                if len(doc) > self.max_event_bytes:
-                    doc = doc[:KEEP_OF_OVERSIZED]
-                line = line_numbers[i] if line_numbers is not None else i + 1
-                letter = DeadLetter(doc, str(exc), f"{source}:{line}", exc.to_dict())
-                letters.append((i, letter, exc))
+        for i, item in enumerate(checked):
+            if isinstance(item, EncodedEvent):
+                valid.append(i)
+                records.append(item)
+                continue
+            doc = docs[i]
+            if len(doc) > self.max_event_bytes:
+                doc = doc[:KEEP_OF_OVERSIZED]
+            line = line_numbers[i] if line_numbers is not None else i + 1
+            letters.append(
+                (i, DeadLetter(doc, str(item), f"{source}:{line}", item.to_dict()), item)
+            )
         outcomes: list[Outcome | None] = [None] * len(docs)
         if valid:
-            for (i, _), appended in zip(
-                valid, self.log.publish([e for _, e in valid], recorded_at=now), strict=True
-            ):
-                status = "duplicate" if appended.duplicate else "accepted"
-                outcomes[i] = Outcome(status, appended.position)
+            appended = self.log.append(records)
+            for i, result in zip(valid, appended, strict=True):
+                status = "duplicate" if result.duplicate else "accepted"
+                outcomes[i] = Outcome(status, result.position)
         if letters:
             positions = self.log.dead_letter([letter for _, letter, _ in letters])
             for (i, _, rejection), pos in zip(letters, positions, strict=True):
@@ -141,31 +141,43 @@ class Ingest:
         self,
         lines: Iterable[bytes],
         source: str,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], object] | None = None,
         max_examples: int = 10,
     ) -> PublishReport:
         """Publish JSON Lines (blank lines are skipped); ``source`` and the line number are
-        kept with each dead letter."""
+        kept with each dead letter.
+
+        With ``parallel`` (the default) and more than one batch of input, a worker process
+        validates and encodes the next batch while this one is being published: validation
+        costs as much CPU as producing, and the machine has more than one core.
+        """
         report = PublishReport()
+        with ExitStack() as stack:
+            pool: ProcessPoolExecutor | None = None
+            pending: tuple[list[bytes], list[int], Future[list[Any]] | None] | None = None
+            for docs, numbers in self._batches(lines):
+                if pending is None:
+                    # The first batch: validate here, no worker for input that fits in one.
+                    pending = (docs, numbers, None)
+                    continue
+                if pool is None and self.parallel:
+                    pool = stack.enter_context(
+                        ProcessPoolExecutor(1, mp_context=get_context("spawn"))
+                    )
+                self._finish(pending, source, report, progress, max_examples)
+                future = (
+                    pool.submit(validate_batch, docs, self.clock(), self.max_event_bytes)
+                    if pool is not None
+                    else None
+                )
+                pending = (docs, numbers, future)
+            if pending is not None:
+                self._finish(pending, source, report, progress, max_examples)
+        return report
+
+    def _batches(self, lines: Iterable[bytes]) -> Iterator[tuple[list[bytes], list[int]]]:
         batch: list[bytes] = []
         numbers: list[int] = []
-
-        def flush() -> None:
-            outcomes = self.publish_documents(batch, source, numbers)
-            for outcome in outcomes:
-                if outcome.status == "accepted":
-                    report.accepted += 1
-                elif outcome.status == "duplicate":
-                    report.duplicates += 1
-                else:
-                    report.rejected += 1
-                    if len(report.examples) < max_examples:
-                        report.examples.append(str(outcome.error))
-            if progress is not None:
-                progress(len(batch))
-            batch.clear()
-            numbers.clear()
-
         for number, raw in enumerate(lines, start=1):
             line = raw.strip()
             if not line:
@@ -173,7 +185,65 @@ class Ingest:
             batch.append(line)
             numbers.append(number)
             if len(batch) >= self.batch_size:
-                flush()
+                yield batch, numbers
+                batch, numbers = [], []
         if batch:
-            flush()
-        return report
+            yield batch, numbers
+
+    def _finish(
+        self,
+        pending: tuple[list[bytes], list[int], Future[list[Any]] | None],
+        source: str,
+        report: PublishReport,
+        progress: Callable[[int], object] | None,
+        max_examples: int,
+    ) -> None:
+        docs, numbers, future = pending
+        checked = (
+            future.result()
+            if future is not None
+            else validate_batch(docs, self.clock(), self.max_event_bytes)
+        )
+        for outcome in self._publish_checked(docs, checked, source, numbers):
+            if outcome.status == "accepted":
+                report.accepted += 1
+            elif outcome.status == "duplicate":
+                report.duplicates += 1
+            else:
+                report.rejected += 1
+                if len(report.examples) < max_examples:
+                    report.examples.append(str(outcome.error))
+        if progress is not None:
+            progress(len(docs))
+
+
+def validate_batch(
+    docs: Sequence[bytes], recorded_at: datetime, max_event_bytes: int = MAX_EVENT_BYTES
+) -> list[EncodedEvent | EventRejected]:
+    """Validate and encode each document (or say why not). A module-level function so a
+    worker process can run it."""
+    out: list[EncodedEvent | EventRejected] = []
+    with collector_paused():
+        for doc in docs:
+            if len(doc) > max_event_bytes:
+                out.append(
+                    EventRejected(
+                        None,
+                        None,
+                        [
+                            Violation(
+                                "(document)",
+                                f"{len(doc)} bytes",
+                                "max_size",
+                                f"an event may have at most {max_event_bytes} bytes; "
+                                f"the dead letter keeps the first {KEEP_OF_OVERSIZED}",
+                            )
+                        ],
+                    )
+                )
+                continue
+            try:
+                out.append(prepare(doc, recorded_at))
+            except EventRejected as exc:
+                out.append(exc)
+    return out

@@ -15,7 +15,7 @@ from uuid import UUID
 import orjson
 
 from interaction_store.catalog import StreamCatalog
-from interaction_store.codec import decode
+from interaction_store.codec import EncodedEvent, decode
 from interaction_store.events import InteractionEvent
 from interaction_store.settings import Settings
 
@@ -102,12 +102,18 @@ class EventLog(ABC):
         self.settings = settings
         self.catalog = catalog or StreamCatalog.load(settings)
 
-    @abstractmethod
     def publish(
         self, events: Sequence[InteractionEvent], recorded_at: datetime | None = None
     ) -> list[Appended]:
-        """Append events (atomically per batch where the backend can); return each outcome.
-        ``recorded_at`` is written into events that do not carry one."""
+        """Append events; return each outcome in input order. ``recorded_at`` is written into
+        events that do not carry one."""
+        return self.append([EncodedEvent.of(e, recorded_at) for e in events])
+
+    @abstractmethod
+    def append(self, records: Sequence[EncodedEvent]) -> list[Appended]:
+        """Append validated, encoded events (atomically per batch where the backend can):
+        each to its type's topic, keyed by contact; ids already in the log are reported as
+        duplicates with their first position. Outcomes come in input order."""
 
     @abstractmethod
     def dead_letter(self, letters: Sequence[DeadLetter]) -> list[Position]:

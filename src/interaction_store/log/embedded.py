@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -18,8 +17,7 @@ import orjson
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
 from interaction_store.catalog import StreamCatalog
-from interaction_store.codec import encode
-from interaction_store.events import InteractionEvent
+from interaction_store.codec import EncodedEvent
 from interaction_store.log.base import (
     Appended,
     DeadLetter,
@@ -87,15 +85,13 @@ class EmbeddedLog(EventLog):
                 f"unknown topic {topic!r}; the catalog has {', '.join(self.recorders)}"
             ) from None
 
-    def publish(
-        self, events: Sequence[InteractionEvent], recorded_at: datetime | None = None
-    ) -> list[Appended]:
-        out: list[Appended | None] = [None] * len(events)
+    def append(self, records: Sequence[EncodedEvent]) -> list[Appended]:
+        out: list[Appended | None] = [None] * len(records)
         with self.datastore.transaction(commit=True) as c:
             raw = c.sqlite_cursor
             # 1. Which ids are in the log already (one query per 500 ids, not one per event).
             known: dict[bytes, str] = {}
-            ids = [e.event_id.bytes for e in events]
+            ids = [r.event_id for r in records]
             for i in range(0, len(ids), 500):
                 part = ids[i : i + 500]
                 raw.execute(
@@ -108,33 +104,32 @@ class EmbeddedLog(EventLog):
             by_topic: dict[str, list[int]] = {}
             first_in_batch: dict[bytes, int] = {}
             duplicates: list[int] = []
-            for i, event in enumerate(events):
-                key = ids[i]
-                if key in known or key in first_in_batch:
+            for i, record in enumerate(records):
+                if record.event_id in known or record.event_id in first_in_batch:
                     duplicates.append(i)
                     continue
-                first_in_batch[key] = i
-                by_topic.setdefault(self.catalog.topic_for(event.type).name, []).append(i)
+                first_in_batch[record.event_id] = i
+                by_topic.setdefault(self.catalog.topic_for(record.type).name, []).append(i)
             raw.executemany(
                 "INSERT INTO event_ids VALUES (?, ?)",
                 [(ids[i], topic) for topic, idx in by_topic.items() for i in idx],
             )
             for topic, idx in by_topic.items():
-                rows = [(ids[i], events[i].type, encode(events[i], recorded_at)) for i in idx]
+                rows = [(ids[i], records[i].type, records[i].value) for i in idx]
                 first = self.recorders[topic].append(c, rows)
                 for n, i in enumerate(idx):
-                    out[i] = Appended(events[i].event_id, Position(topic, 0, first + n), False)
+                    out[i] = Appended(UUID(bytes=ids[i]), Position(topic, 0, first + n), False)
             # 3. Duplicates point at the first copy: in the log, or earlier in this batch.
             for i in duplicates:
                 key = ids[i]
                 if key in first_in_batch and first_in_batch[key] != i:
                     original = out[first_in_batch[key]]
                     assert original is not None
-                    out[i] = Appended(events[i].event_id, original.position, True)
+                    out[i] = Appended(UUID(bytes=key), original.position, True)
                 else:
                     topic = known[key]
-                    offset = self.recorders[topic].offset_of(c, events[i].event_id)
-                    out[i] = Appended(events[i].event_id, Position(topic, 0, offset), True)
+                    offset = self.recorders[topic].offset_of(c, UUID(bytes=key))
+                    out[i] = Appended(UUID(bytes=key), Position(topic, 0, offset), True)
         return [a for a in out if a is not None]
 
     def dead_letter(self, letters: Sequence[DeadLetter]) -> list[Position]:

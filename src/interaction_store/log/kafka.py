@@ -12,8 +12,8 @@ import hashlib
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
@@ -22,8 +22,7 @@ from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
 from interaction_store.catalog import StreamCatalog, TopicSpec
-from interaction_store.codec import encode
-from interaction_store.events import InteractionEvent
+from interaction_store.codec import EncodedEvent
 from interaction_store.log.base import (
     Appended,
     DeadLetter,
@@ -215,44 +214,42 @@ class KafkaLog(EventLog):
             self._partitions[(topic, key)] = cached
         return cached
 
-    def publish(
-        self, events: Sequence[InteractionEvent], recorded_at: datetime | None = None
-    ) -> list[Appended]:
-        ids = [e.event_id.bytes for e in events]
+    def append(self, records: Sequence[EncodedEvent]) -> list[Appended]:
+        ids = [r.event_id for r in records]
         known = self.index.find(ids)
         producer = self.producer
         first_in_batch: dict[bytes, int] = {}
         sends: list[tuple[int, Any]] = []
-        for i, event in enumerate(events):
+        for i, record in enumerate(records):
             if ids[i] in known or ids[i] in first_in_batch:
                 continue
             first_in_batch[ids[i]] = i
-            topic = self.catalog.topic_for(event.type).name
-            key = event.key.encode()
+            topic = self.catalog.topic_for(record.type).name
+            key = record.key.encode()
             sends.append(
                 (
                     i,
                     producer.send(
                         topic,
-                        value=encode(event, recorded_at),
+                        value=record.value,
                         key=key,
                         partition=self._partition(topic, key),
-                        headers=[(TYPE_HEADER, event.type.encode())],
+                        headers=[(TYPE_HEADER, record.type.encode())],
                     ),
                 )
             )
         producer.flush()
-        out: list[Appended | None] = [None] * len(events)
+        out: list[Appended | None] = [None] * len(records)
         stored: list[tuple[bytes, Position]] = []
         failures = []
         for i, future in sends:
             try:
                 meta = future.get(timeout=0)
             except KafkaError as exc:
-                failures.append(f"{events[i].event_id}: {exc}")
+                failures.append(f"{UUID(bytes=ids[i])}: {exc}")
                 continue
             position = Position(meta.topic, meta.partition, meta.offset)
-            out[i] = Appended(events[i].event_id, position, False)
+            out[i] = Appended(UUID(bytes=ids[i]), position, False)
             stored.append((ids[i], position))
         self.index.record(stored)
         if failures:
@@ -261,12 +258,12 @@ class KafkaLog(EventLog):
                 f"(first: {failures[0]}); the others were stored. Publishing the batch again is "
                 "safe: stored ones are reported as duplicates."
             )
-        for i, event in enumerate(events):
+        for i in range(len(records)):
             if out[i] is None:
                 first = first_in_batch.get(ids[i], i)
                 original = out[first] if first != i else None
                 position = original.position if original is not None else known[ids[i]]
-                out[i] = Appended(event.event_id, position, True)
+                out[i] = Appended(UUID(bytes=ids[i]), position, True)
         return [a for a in out if a is not None]
 
     def dead_letter(self, letters: Sequence[DeadLetter]) -> list[Position]:
