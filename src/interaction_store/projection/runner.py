@@ -38,6 +38,13 @@ DEAD_LETTERS_COLUMNS = (
 )
 
 
+def dead_letters_ddl(dialect: str) -> str:
+    columns = DEAD_LETTERS_COLUMNS
+    if dialect == "sqlite":
+        columns = columns.replace("BYTEA", "BLOB")
+    return f"CREATE TABLE IF NOT EXISTS {DEAD_LETTERS} ({columns})"
+
+
 @dataclass
 class RunStats:
     """What a run did, and how far behind each partition is."""
@@ -93,15 +100,10 @@ class ProjectionRunner:
     # ------------------------------------------------------------------ setup and positions
 
     def ensure_schema(self) -> None:
-        statements = [f"CREATE TABLE IF NOT EXISTS {DEAD_LETTERS} ({self._dead_columns()})"]
+        statements = [dead_letters_ddl(self.store.dialect)]
         for p in self.projections:
             statements += p.schema(self.store.dialect)
         self.store.ensure(statements)
-
-    def _dead_columns(self) -> str:
-        if self.store.dialect == "sqlite":
-            return DEAD_LETTERS_COLUMNS.replace("BYTEA", "BLOB")
-        return DEAD_LETTERS_COLUMNS
 
     def partitions(self) -> list[tuple[str, int]]:
         return [(t, p) for t in self.topics for p in self.log.partitions(t)]

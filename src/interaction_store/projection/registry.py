@@ -1,0 +1,197 @@
+"""Which views exist, which one of each kind is live, and how to build each one.
+
+The registry is a table in the view database. Replays build a shadow instance beside the live
+one; promoting it makes the read API use it, in one transaction; dropping removes its tables.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from interaction_store.projection.base import Projection
+from interaction_store.projection.runner import DEAD_LETTERS, dead_letters_ddl
+from interaction_store.settings import Settings
+from interaction_store.views.base import ViewStore
+
+REGISTRY = "istore_views"
+
+KINDS: dict[str, str] = {
+    "profiles": "interaction_store.projection.profiles:Profiles",
+    "timeline": "interaction_store.projection.timeline:Timeline",
+    "consent": "interaction_store.projection.consent:ConsentView",
+    "lead_scores": "interaction_store.projection.scoring:LeadScores",
+}
+"""Each kind of view and the class that builds it."""
+
+
+class ViewError(ValueError):
+    """A view name or kind that does not exist, or an operation that does not fit."""
+
+
+@dataclass(frozen=True)
+class ViewInfo:
+    """One registered view."""
+
+    instance: str
+    kind: str
+    status: str  # "live" | "shadow"
+    definition: dict[str, Any]
+    until: str | None
+    created_at: str
+    promoted_at: str | None
+
+
+def projection_class(kind: str) -> type[Projection]:
+    if kind not in KINDS:
+        raise ViewError(f"unknown view kind {kind!r}; the kinds are {', '.join(KINDS)}")
+    module_name, _, cls_name = KINDS[kind].partition(":")
+    cls: type[Projection] = getattr(importlib.import_module(module_name), cls_name)
+    return cls
+
+
+def build(info: ViewInfo, settings: Settings) -> Projection:
+    """The projection object of a registered view, with its definition (e.g. its models)."""
+    cls = projection_class(info.kind)
+    factory = getattr(cls, "from_definition", None)
+    if factory is not None:
+        projection: Projection = factory(info.instance, info.definition, settings)
+        return projection
+    return cls(info.instance)
+
+
+class ViewRegistry:
+    """The ``istore_views`` table."""
+
+    def __init__(self, store: ViewStore) -> None:
+        self.store = store
+        store.ensure(
+            [
+                f"CREATE TABLE IF NOT EXISTS {REGISTRY} (instance TEXT PRIMARY KEY, "
+                "kind TEXT NOT NULL, status TEXT NOT NULL, definition TEXT NOT NULL, "
+                "until_at TEXT, created_at TEXT NOT NULL, promoted_at TEXT)",
+                dead_letters_ddl(store.dialect),
+            ]
+        )
+
+    def all(self) -> list[ViewInfo]:
+        with self.store.reading() as c:
+            c.execute(
+                "SELECT instance, kind, status, definition, until_at, created_at, promoted_at "
+                f"FROM {REGISTRY} ORDER BY kind, status, instance"
+            )
+            return [
+                ViewInfo(r[0], r[1], r[2], orjson.loads(r[3]), r[4], r[5], r[6])
+                for r in c.fetchall()
+            ]
+
+    def get(self, instance: str) -> ViewInfo:
+        for info in self.all():
+            if info.instance == instance:
+                return info
+        names = ", ".join(i.instance for i in self.all()) or "none yet"
+        raise ViewError(f"no view named {instance!r}; the views are: {names}")
+
+    def live(self, kind: str) -> ViewInfo | None:
+        projection_class(kind)
+        return next((i for i in self.all() if i.kind == kind and i.status == "live"), None)
+
+    def register(
+        self,
+        instance: str,
+        kind: str,
+        definition: dict[str, Any],
+        *,
+        status: str = "shadow",
+        until: datetime | None = None,
+    ) -> ViewInfo:
+        projection_class(kind)
+        if status not in ("live", "shadow"):
+            raise ViewError(f"status must be live or shadow, got {status!r}")
+        now = datetime.now(UTC).isoformat()
+        with self.store.transaction() as c:
+            c.execute(f"SELECT kind FROM {REGISTRY} WHERE instance = %s", (instance,))
+            row = c.fetchone()
+            if row is not None:
+                raise ViewError(
+                    f"a view named {instance!r} exists already ({row[0]}); drop it first "
+                    "(istore views drop) or choose another name (--as)"
+                )
+            if status == "live":
+                c.execute(
+                    f"SELECT instance FROM {REGISTRY} WHERE kind = %s AND status = 'live'",
+                    (kind,),
+                )
+                if c.fetchone() is not None:
+                    raise ViewError(f"{kind} has a live view already")
+            c.execute(
+                f"INSERT INTO {REGISTRY} VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    instance,
+                    kind,
+                    status,
+                    orjson.dumps(definition).decode(),
+                    until.isoformat() if until else None,
+                    now,
+                    now if status == "live" else None,
+                ),
+            )
+        return self.get(instance)
+
+    def promote(self, instance: str) -> tuple[ViewInfo, str | None]:
+        """Make a shadow view the live one of its kind; the old live one becomes a shadow.
+        Returns the promoted view and the name of the one it replaced."""
+        info = self.get(instance)
+        if info.status == "live":
+            raise ViewError(f"{instance} is live already")
+        if info.until is not None:
+            raise ViewError(
+                f"{instance} was built up to {info.until}, not to the end of the log: "
+                "a point-in-time view cannot serve as the live one"
+            )
+        old = self.live(info.kind)
+        with self.store.transaction() as c:
+            c.execute(
+                f"UPDATE {REGISTRY} SET status = 'shadow' WHERE kind = %s AND status = 'live'",
+                (info.kind,),
+            )
+            c.execute(
+                f"UPDATE {REGISTRY} SET status = 'live', promoted_at = %s WHERE instance = %s",
+                (datetime.now(UTC).isoformat(), instance),
+            )
+        return self.get(instance), old.instance if old else None
+
+    def drop(self, instance: str, settings: Settings) -> None:
+        """Remove a shadow view and its tables (the live one cannot be dropped)."""
+        info = self.get(instance)
+        if info.status == "live":
+            raise ViewError(f"{instance} is the live {info.kind} view: promote another one first")
+        build(info, settings).drop(self.store)
+        with self.store.transaction() as c:
+            c.execute(f"DELETE FROM {REGISTRY} WHERE instance = %s", (instance,))
+            c.execute(f"DELETE FROM {DEAD_LETTERS} WHERE view_name = %s", (instance,))
+
+    def ensure_defaults(self, settings: Settings) -> list[ViewInfo]:
+        """Register the live view of each kind if there is none yet (first start)."""
+        out = []
+        for kind in KINDS:
+            live = self.live(kind)
+            if live is None:
+                live = self.register(kind, kind, default_definition(kind, settings), status="live")
+            out.append(live)
+        return out
+
+
+def default_definition(kind: str, settings: Settings) -> dict[str, Any]:
+    """What a view is built from, recorded with it so a replay can be compared: for lead
+    scores, the model files' text."""
+    cls = projection_class(kind)
+    definer = getattr(cls, "default_definition", None)
+    if definer is None:
+        return {}
+    definition: dict[str, Any] = definer(settings)
+    return definition
