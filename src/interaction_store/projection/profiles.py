@@ -66,6 +66,11 @@ class Profiles(Projection):
             f"ON {self.table('leads')} (parent_contact_id)",
             f"CREATE INDEX IF NOT EXISTS {self.table('leads_by_account')} "
             f"ON {self.table('leads')} (parent_account_id)",
+            # The timeline looks up who was merged into, or identified as, a contact.
+            f"CREATE INDEX IF NOT EXISTS {self.table('contacts_by_merge')} "
+            f"ON {self.table('contacts')} (merged_into)",
+            f"CREATE INDEX IF NOT EXISTS {self.table('identities_by_contact')} "
+            f"ON {self.table('identities')} (contact_id)",
         ]
 
     def wants(self, event: InteractionEvent) -> bool:
