@@ -23,7 +23,7 @@ REGISTRY = "istore_views"
 KINDS: dict[str, str] = {
     "profiles": "interaction_store.projection.profiles:Profiles",
     "timeline": "interaction_store.projection.timeline:Timeline",
-    "consent": "interaction_store.projection.consent:ConsentView",
+    "consent": "interaction_store.projection.consent:Consent",
     "lead_scores": "interaction_store.projection.scoring:LeadScores",
 }
 """Each kind of view and the class that builds it."""
