@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+
 @dataclass(frozen=True, slots=True)
 class SubscriptionList:
     """A marketing list a contact can join; its bit marks it in the contact's list mask."""

@@ -15,6 +15,7 @@ from interaction_store.events import CURRENT_VERSIONS, InteractionEvent
 
 if TYPE_CHECKING:
     from interaction_store.demo.people import Contact
+    from interaction_store.demo.simulation import Simulation
 
 SEC = 1000
 MIN = 60 * SEC
@@ -24,6 +25,11 @@ YEAR = 365 * DAY
 
 Action = Callable[..., InteractionEvent | None]
 Doc = dict[str, Any]
+
+# The variant and version bits ``uuid.UUID(version=4)`` sets, applied in one step: the same ids,
+# a third cheaper, and every event takes one or two.
+_V4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_V4_SET = (0x8000 << 48) | (4 << 76)
 
 
 class Clock:
@@ -108,7 +114,7 @@ class Clock:
         return decode_document(doc)
 
     def uid(self) -> uuid.UUID:
-        return uuid.UUID(int=self.rng.getrandbits(128), version=4)
+        return uuid.UUID(int=self.rng.getrandbits(128) & _V4_CLEAR | _V4_SET)
 
     def when(self, t: int) -> datetime:
         return self.t0 + timedelta(milliseconds=t)
@@ -137,3 +143,17 @@ class Clock:
     def spread(self, k: int, count: int) -> int:
         """The k-th of count things that happen over the whole window."""
         return self.stratified(k, count, self.end * 0.98)
+
+
+class Part:
+    """A part of the simulation (the population, consent, a channel's journeys): the shared clock
+    and random stream at hand, and the other parts reached through ``sim``."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self.clock = sim.clock
+        self.rng = sim.clock.rng
+        # Bound once: scheduling and emitting are on every event's path.
+        self.at = sim.clock.at
+        self.later = sim.clock.later
+        self.event = sim.clock.event

@@ -201,7 +201,6 @@ EVENT_KINDS = (
 )  # fmt: skip
 
 
-
 def language(rng: random.Random) -> str:
     """French or Spanish, in the audience's proportions."""
     return "fr" if rng.random() < 0.55 else "es"
