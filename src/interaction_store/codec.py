@@ -6,7 +6,9 @@ the bad value and the rule it broke, so an upstream system can act on it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -136,6 +138,21 @@ def upcast(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- encode / decode
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one batch. Decoding thousands of events
+    makes objects that reference counting frees on its own; the collector, triggered by the
+    allocation count, would scan them several times per batch and find nothing (a fifth of the
+    publish time, and most of a projection batch's, measured)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def encode(event: InteractionEvent, recorded_at: datetime | None = None) -> bytes:

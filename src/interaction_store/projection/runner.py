@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 from eventsourcing.persistence import IntegrityError
 
-from interaction_store.codec import EventRejected
+from interaction_store.codec import EventRejected, collector_paused
 from interaction_store.events import InteractionEvent
 from interaction_store.log.base import DeadLetter, EventLog, LogRecord
 from interaction_store.projection.base import Projection
@@ -219,6 +219,10 @@ class ProjectionRunner:
 
     def process(self, records: Sequence[LogRecord]) -> None:
         """Apply one batch (the steps in the module docstring)."""
+        with collector_paused():
+            self._process(records)
+
+    def _process(self, records: Sequence[LogRecord]) -> None:
         decoded = self._decode(records)
         for attempt in range(1, self.max_attempts + 1):
             try:
