@@ -1,10 +1,9 @@
-"""The ``istore`` command line: publish and inspect events, manage topics and a local broker."""
+"""Commands for the log: publish, tail, the JSON Schemas, topics, demo data."""
 
 from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
@@ -12,50 +11,12 @@ import orjson
 from tqdm import tqdm
 
 from interaction_store.catalog import CatalogError, StreamCatalog
+from interaction_store.cli import USER_ERRORS as _USER_ERRORS
+from interaction_store.cli import fail as _fail
+from interaction_store.cli import main
+from interaction_store.cli import settings_of as _settings
 from interaction_store.ingest import Ingest
-from interaction_store.log import LogError, LogRecord, open_log
-from interaction_store.settings import Settings
-
-_USER_ERRORS: tuple[type[Exception], ...] = (LogError, CatalogError, ValueError, OSError)
-
-
-def _settings(ctx: click.Context) -> Settings:
-    obj: dict[str, Any] = ctx.find_root().obj or {}
-    overrides = {k: v for k, v in obj.items() if v is not None}
-    return Settings(**overrides)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--backend",
-    type=click.Choice(["embedded", "kafka"]),
-    help="Log backend [env ISTORE_BACKEND; default embedded]",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder of the embedded store [env ISTORE_DATA_DIR; default ./istore-data]",
-)
-@click.option(
-    "--bootstrap-servers",
-    "kafka_bootstrap_servers",
-    help="Kafka brokers host:port[,...] [env ISTORE_KAFKA_BOOTSTRAP_SERVERS]",
-)
-@click.option(
-    "--streams-dir",
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="Folder of catalog.toml and schemas/ [env ISTORE_STREAMS_DIR]",
-)
-@click.option("--topic-prefix", help="Prefix of every topic name [env ISTORE_TOPIC_PREFIX]")
-@click.pass_context
-def main(ctx: click.Context, /, **options: Any) -> None:
-    """interaction-store: customer interactions as an event log, projected into views."""
-    ctx.obj = options
-
-
-def _fail(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc))
-
+from interaction_store.log import LogRecord, open_log
 
 # --------------------------------------------------------------------------- contract
 
@@ -255,77 +216,3 @@ def demo_data(contacts: int, seed: int, days: int, end: datetime | None, output:
     ) as bar:
         count = demo.write_jsonl(output, contacts, seed, end_at, days, progress=bar.update)
     click.echo(f"wrote {count} events for {contacts} contacts (seed {seed})", err=True)
-
-
-# --------------------------------------------------------------------------- local Kafka
-
-
-@main.group()
-def kafka() -> None:
-    """A local single-node Apache Kafka broker (KRaft) for development and tests."""
-
-
-def _local(ctx: click.Context) -> Any:
-    from interaction_store.kafka_local import LocalKafka
-
-    return LocalKafka(_settings(ctx).local_kafka_home)
-
-
-@kafka.command("jars")
-@click.pass_context
-def kafka_jars(ctx: click.Context) -> None:
-    """Fetch the Apache Kafka broker jars with Maven into the cache (once)."""
-    from interaction_store.kafka_local import KafkaSetupError
-
-    try:
-        libs = _local(ctx).ensure_jars(progress=lambda msg: click.echo(msg, err=True))
-    except KafkaSetupError as exc:
-        raise _fail(exc) from exc
-    click.echo(f"broker jars in {libs}")
-
-
-@kafka.command("start")
-@click.pass_context
-def kafka_start(ctx: click.Context) -> None:
-    """Fetch the broker jars (once), start the broker, create the catalog's topics."""
-    from interaction_store.kafka_local import KafkaSetupError
-
-    broker = _local(ctx)
-    try:
-        broker.ensure_jars(progress=lambda msg: click.echo(msg, err=True))
-        bootstrap = broker.start()
-        settings = _settings(ctx).model_copy(
-            update={"backend": "kafka", "kafka_bootstrap_servers": bootstrap}
-        )
-        with open_log(settings) as log:
-            created = log.ensure_topics()
-    except (KafkaSetupError, LogError, CatalogError, ValueError, OSError) as exc:
-        raise _fail(exc) from exc
-    if created:
-        click.echo(f"created topics: {', '.join(created)}", err=True)
-    click.echo(f"Kafka is running at {bootstrap}; use it with:", err=True)
-    click.echo(f"export ISTORE_BACKEND=kafka ISTORE_KAFKA_BOOTSTRAP_SERVERS={bootstrap}")
-
-
-@kafka.command("stop")
-@click.pass_context
-def kafka_stop(ctx: click.Context) -> None:
-    """Stop the local broker (its data is kept)."""
-    was_running = _local(ctx).stop()
-    click.echo("stopped" if was_running else "was not running")
-
-
-@kafka.command("status")
-@click.pass_context
-def kafka_status(ctx: click.Context) -> None:
-    """Say whether the local broker runs, and where."""
-    status = _local(ctx).status()
-    if status.running:
-        click.echo(f"running at {status.bootstrap_servers} (pid {status.pid}, {status.home})")
-    else:
-        click.echo(f"not running ({status.detail})")
-        sys.exit(3)
-
-
-if __name__ == "__main__":
-    main()

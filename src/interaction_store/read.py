@@ -1,0 +1,127 @@
+"""The Python read API for services: timelines, consent (as of any instant), send decisions
+and lead scores with their explanations, always from the live views."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from interaction_store.projection.base import Projection
+from interaction_store.projection.consent import (
+    AuditEntry,
+    Consent,
+    ConsentState,
+    Decision,
+    audit_trail,
+    consent_state,
+    may_send,
+)
+from interaction_store.projection.registry import ViewError, ViewRegistry, build
+from interaction_store.projection.timeline import Timeline, TimelinePage
+from interaction_store.settings import Settings
+from interaction_store.views import ViewStore, open_store
+
+
+class ReadAPI:
+    """Reads the live views of a view store (the registry says which instance is live)."""
+
+    def __init__(self, settings: Settings | None = None, store: ViewStore | None = None) -> None:
+        self.settings = settings or Settings()
+        self.store = store or open_store(self.settings)
+        self._owns_store = store is None
+        self.registry = ViewRegistry(self.store)
+        self._views: dict[str, Projection] = {}
+
+    def view(self, kind: str) -> Projection:
+        """The live projection of a kind (cached; call :meth:`refresh` after a promotion)."""
+        if kind not in self._views:
+            info = self.registry.live(kind)
+            if info is None:
+                raise ViewError(
+                    f"there is no live {kind} view yet: run `istore run` (or `istore run --once`)"
+                )
+            self._views[kind] = build(info, self.settings)
+        return self._views[kind]
+
+    def refresh(self) -> None:
+        self._views.clear()
+
+    def timeline(
+        self,
+        *,
+        contact_id: UUID | str | None = None,
+        lead_id: UUID | str | None = None,
+        account_id: UUID | str | None = None,
+        channels: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        permissions: Collection[str] | None = None,
+        now: datetime | None = None,
+    ) -> TimelinePage:
+        """One page of a contact's, lead's or account's timeline, newest first."""
+        timeline = self.view("timeline")
+        assert isinstance(timeline, Timeline)
+        return timeline.query(
+            self.store,
+            contact_id=contact_id,
+            lead_id=lead_id,
+            account_id=account_id,
+            channels=channels,
+            types=types,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+            permissions=permissions,
+            now=now,
+            profiles=self.view("profiles").instance,
+        )
+
+    def consent(self, contact_id: UUID | str, as_of: datetime | None = None) -> ConsentState:
+        """A contact's consent now, or as it stood at ``as_of``."""
+        return consent_state(self.store, contact_id, as_of, view=self._consent())
+
+    def audit(self, contact_id: UUID | str) -> list[AuditEntry]:
+        """Every consent change of a contact, oldest first, with its source event."""
+        return audit_trail(self.store, contact_id, view=self._consent())
+
+    def may_send(
+        self,
+        contact_id: UUID | str,
+        channel: str,
+        purpose: str,
+        list_id: str | None = None,
+        as_of: datetime | None = None,
+        **options: Any,
+    ) -> Decision:
+        """May this message go to this contact (now or at ``as_of``)? With the reasons."""
+        return may_send(
+            self.store,
+            contact_id,
+            channel,
+            purpose,
+            list_id,
+            as_of,
+            view=self._consent(),
+            **options,
+        )
+
+    def _consent(self) -> Consent:
+        view = self.view("consent")
+        assert isinstance(view, Consent)
+        return view
+
+    def close(self) -> None:
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> ReadAPI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
