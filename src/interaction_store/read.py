@@ -19,6 +19,7 @@ from interaction_store.projection.consent import (
     may_send,
 )
 from interaction_store.projection.registry import ViewError, ViewRegistry, build
+from interaction_store.projection.scoring import Explanation, LeadScore, explain, lead_scores
 from interaction_store.projection.timeline import Timeline, TimelinePage
 from interaction_store.settings import Settings
 from interaction_store.views import ViewStore, open_store
@@ -110,6 +111,32 @@ class ReadAPI:
             view=self._consent(),
             **options,
         )
+
+    def lead_scores(self, lead_id: UUID | str, as_of: datetime | None = None) -> list[LeadScore]:
+        """A lead's score under each model (or why it is not scored)."""
+        return lead_scores(
+            self.store, lead_id, instance=self.view("lead_scores").instance, as_of=as_of
+        )
+
+    def explain(
+        self, lead_id: UUID | str, model: str, as_of: datetime | None = None
+    ) -> Explanation:
+        """The events and rules behind a lead's score under one model."""
+        return explain(
+            self.store, lead_id, model, instance=self.view("lead_scores").instance, as_of=as_of
+        )
+
+    def positions(self) -> dict[str, dict[tuple[str, int], int]]:
+        """Each live view's last applied offset per partition."""
+        from interaction_store.log import open_log
+
+        with open_log(self.settings) as log:
+            parts = [(t.name, p) for t in log.catalog.event_topics for p in log.partitions(t.name)]
+        return {
+            info.instance: self.store.tracked(info.instance, parts)
+            for info in self.registry.all()
+            if info.status == "live"
+        }
 
     def _consent(self) -> Consent:
         view = self.view("consent")

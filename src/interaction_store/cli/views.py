@@ -1,1 +1,297 @@
-"""Commands for the views."""
+"""Commands for the views: run the projection worker, replay a view beside the live one,
+list, promote and drop views, and look after the events a view had to skip."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from interaction_store.cli import USER_ERRORS, fail, main, settings_of
+from interaction_store.log import open_log
+from interaction_store.projection import ProjectionRunner, RunStats
+from interaction_store.projection.registry import (
+    KINDS,
+    ViewError,
+    ViewRegistry,
+    build,
+    default_definition,
+)
+from interaction_store.projection.runner import dead_letters, retry_dead_letters
+from interaction_store.projection.score_diff import diff_scores
+from interaction_store.projection.scoring import LeadScores, publish_outbox
+from interaction_store.projection.scoring_model import read_models
+from interaction_store.views import open_store
+
+ERRORS: tuple[type[Exception], ...] = (*USER_ERRORS, ViewError)
+
+
+def _after_batch(runner: ProjectionRunner, log: Any, store: Any) -> None:
+    """Publish what the live views put in their outboxes (lead.sales_ready) in this batch."""
+    for projection in runner.projections:
+        if isinstance(projection, LeadScores):
+            publish_outbox(store, log, instance=projection.instance)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Catch up with the log, then exit")
+@click.option("--group", help="Kafka consumer group (workers sharing partitions)")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000, show_default=True)
+@click.pass_context
+def run(ctx: click.Context, once: bool, group: str | None, batch_size: int) -> None:
+    """Run the projection worker: keep every live view up to date with the log.
+
+    SIGTERM or Ctrl-C finishes the batch in hand, then stops.
+    """
+    settings = settings_of(ctx)
+    try:
+        with open_log(settings) as log, open_store(settings) as store:
+            registry = ViewRegistry(store)
+            infos = registry.ensure_defaults(settings)
+            projections = [build(i, settings) for i in infos]
+            runner = ProjectionRunner(log, store, projections, batch_size=batch_size)
+            for projection in projections:
+                if isinstance(projection, LeadScores):
+                    # A changed model means a replay, not a silent mix of two models.
+                    projection.check_models(store)
+
+            def stop(signum: int, frame: FrameType | None) -> None:
+                click.echo("stopping after this batch", err=True)
+                runner.stop()
+
+            signal.signal(signal.SIGTERM, stop)
+            signal.signal(signal.SIGINT, stop)
+            names = ", ".join(i.instance for i in infos)
+            click.echo(f"projecting into {names}", err=True)
+            last = [time.monotonic()]
+
+            def on_batch(stats: RunStats) -> None:
+                _after_batch(runner, log, store)
+                if time.monotonic() - last[0] >= 5:
+                    last[0] = time.monotonic()
+                    lag = sum(runner.lag().values())
+                    click.echo(f"applied {stats.applied} events, lag {lag}", err=True)
+
+            stats = runner.run(follow=not once, group_id=group, on_batch=on_batch)
+            _after_batch(runner, log, store)
+    except ERRORS as exc:
+        raise fail(exc) from exc
+    click.echo(
+        f"applied {stats.applied} events in {stats.batches} batches "
+        f"(redelivered {stats.redelivered}, rejected {stats.rejected}, "
+        f"set aside {stats.dead_lettered})"
+    )
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(list(KINDS)))
+@click.option(
+    "--model",
+    "models",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    multiple=True,
+    help="Scoring model file(s) to use instead of projections/scoring/ (lead_scores only)",
+)
+@click.option(
+    "--until",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
+    help="Only events that occurred up to this instant (UTC unless an offset is given)",
+)
+@click.option("--as", "name", help="Name of the new view [default: KIND_replay_YYYYMMDDHHMMSS]")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=5000, show_default=True)
+@click.pass_context
+def replay(
+    ctx: click.Context,
+    kind: str,
+    models: tuple[Path, ...],
+    until: datetime | None,
+    name: str | None,
+    batch_size: int,
+) -> None:
+    """Rebuild a view of KIND from the start of the log into a new shadow view, while the
+    live one keeps serving. Compare it (istore diff), then promote or drop it."""
+    settings = settings_of(ctx)
+    until_at = None
+    if until is not None:
+        until_at = until if until.tzinfo else until.replace(tzinfo=UTC)
+    instance = name or f"{kind}_replay_{datetime.now(UTC):%Y%m%d%H%M%S}"
+    try:
+        definition = default_definition(kind, settings)
+        if models:
+            if kind != "lead_scores":
+                raise ViewError("--model is for lead_scores replays")
+            texts = [(str(p), p.read_text(encoding="utf-8")) for p in models]
+            read_models(texts)  # a bad file fails here, naming the file, rule and field
+            definition = {
+                "models": {p.name: text for p, (_, text) in zip(models, texts, strict=True)}
+            }
+        with open_log(settings) as log, open_store(settings) as store:
+            registry = ViewRegistry(store)
+            info = registry.register(instance, kind, definition, until=until_at)
+            projection = build(info, settings)
+            runner = ProjectionRunner(
+                log, store, [projection], batch_size=batch_size, until=until_at
+            )
+            total = sum(sum(log.end_offsets(t).values()) for t in runner.topics)
+            with tqdm(
+                total=total, unit=" events", desc=f"replaying {instance}", file=sys.stderr
+            ) as bar:
+                seen = [0]
+
+                def on_batch(stats: RunStats) -> None:
+                    done = stats.applied + stats.redelivered + stats.rejected
+                    bar.update(max(0, done - seen[0]))
+                    seen[0] = done
+
+                started = time.monotonic()
+                stats = runner.run(follow=False, on_batch=on_batch)
+                bar.update(max(0, total - bar.n))
+    except ERRORS as exc:
+        raise fail(exc) from exc
+    seconds = time.monotonic() - started
+    click.echo(
+        f"built {instance} from {total} log records in {seconds:.1f} s "
+        f"({stats.applied} applied); compare it, then `istore views promote {instance}`"
+    )
+
+
+@main.group()
+def views() -> None:
+    """The views: which exist, which is live."""
+
+
+@views.command("list")
+@click.pass_context
+def views_list(ctx: click.Context) -> None:
+    """Each view with its kind, status and tracked position."""
+    settings = settings_of(ctx)
+    try:
+        with open_store(settings) as store, open_log(settings) as log:
+            registry = ViewRegistry(store)
+            topics = [t.name for t in log.catalog.event_topics]
+            parts = [(t, p) for t in topics for p in log.partitions(t)]
+            ends = {(t, p): e for t in topics for p, e in log.end_offsets(t).items()}
+            infos = registry.all()
+            if not infos:
+                click.echo("no views yet: run `istore run`")
+            for info in infos:
+                tracked = store.tracked(info.instance, parts)
+                lag = sum(max(0, end - tracked.get(tp, -1) - 1) for tp, end in ends.items())
+                until = f" until {info.until}" if info.until else ""
+                click.echo(
+                    f"{info.instance}\t{info.kind}\t{info.status}{until}\tlag {lag}\t"
+                    f"created {info.created_at[:19]}"
+                )
+    except ERRORS as exc:
+        raise fail(exc) from exc
+
+
+@views.command("promote")
+@click.argument("name")
+@click.pass_context
+def views_promote(ctx: click.Context, name: str) -> None:
+    """Make the view NAME the live one of its kind (the old one stays, as a shadow)."""
+    try:
+        with open_store(settings_of(ctx)) as store:
+            info, old = ViewRegistry(store).promote(name)
+    except ERRORS as exc:
+        raise fail(exc) from exc
+    click.echo(
+        f"{info.instance} is now the live {info.kind} view" + (f" (was {old})" if old else "")
+    )
+
+
+@views.command("drop")
+@click.argument("name")
+@click.pass_context
+def views_drop(ctx: click.Context, name: str) -> None:
+    """Remove a shadow view and its tables."""
+    settings = settings_of(ctx)
+    try:
+        with open_store(settings) as store:
+            ViewRegistry(store).drop(name, settings)
+    except ERRORS as exc:
+        raise fail(exc) from exc
+    click.echo(f"dropped {name}")
+
+
+@main.group()
+def deadletters() -> None:
+    """Events a view could not apply (it raised), set aside after bounded retries."""
+
+
+@deadletters.command("list")
+@click.option("--all", "include_resolved", is_flag=True, help="Also those applied since")
+@click.pass_context
+def deadletters_list(ctx: click.Context, include_resolved: bool) -> None:
+    """Show the events set aside, with their errors."""
+    try:
+        with open_store(settings_of(ctx)) as store:
+            letters = dead_letters(store, include_resolved)
+    except ERRORS as exc:
+        raise fail(exc) from exc
+    if not letters:
+        click.echo("no events set aside")
+    for d in letters:
+        where = f"{d['topic']}/{d['partition']}@{d['position']}"
+        state = f"resolved {d['resolved_at']}" if d["resolved_at"] else f"{d['attempts']} attempts"
+        click.echo(f"{d['view_name']}\t{d['event_id']}\t{where}\t{state}\t{d['error']}")
+
+
+@deadletters.command("retry")
+@click.pass_context
+def deadletters_retry(ctx: click.Context) -> None:
+    """Apply the events set aside again (after the view was fixed)."""
+    settings = settings_of(ctx)
+    try:
+        with open_store(settings) as store:
+            registry = ViewRegistry(store)
+            projections = [build(i, settings) for i in registry.all()]
+            ok, failed = retry_dead_letters(store, projections)
+    except ERRORS as exc:
+        raise fail(exc) from exc
+    click.echo(f"applied {ok}, still failing {failed}")
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--limit", type=click.IntRange(0), default=20, show_default=True, help="Leads shown")
+@click.pass_context
+def diff(ctx: click.Context, a: str, b: str, limit: int) -> None:
+    """Compare two lead-score views: leads whose score, grade or sales-ready flag differ."""
+    try:
+        with open_store(settings_of(ctx)) as store:
+            registry = ViewRegistry(store)
+            for name in (a, b):
+                if registry.get(name).kind != "lead_scores":
+                    raise ViewError(f"{name} is not a lead_scores view")
+            result = diff_scores(store, a, b)
+    except ERRORS as exc:
+        raise fail(exc) from exc
+    counts = result.counts()
+    click.echo(
+        f"{len(result.differences)} of {result.compared} lead scores differ"
+        + (": " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) if counts else "")
+    )
+    for d in result.differences[:limit]:
+        click.echo(f"{d.lead_id}\t{d.model}\t{a}={_row(d.a)}\t{b}={_row(d.b)}")
+    if len(result.differences) > limit:
+        click.echo(f"... and {len(result.differences) - limit} more (--limit)")
+
+
+def _row(row: tuple[object, ...] | None) -> str:
+    if row is None:
+        return "absent"
+    score, grade, ready, status = row
+    shown = f"{score:.1f}" if isinstance(score, float) else str(score)
+    return f"{shown}/{grade}/{'sales-ready' if ready else 'not ready'}/{status}"
