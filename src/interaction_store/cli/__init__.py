@@ -44,6 +44,17 @@ def _settings(ctx: click.Context) -> Settings:
     help="Folder of catalog.toml and schemas/ [env ISTORE_STREAMS_DIR]",
 )
 @click.option("--topic-prefix", help="Prefix of every topic name [env ISTORE_TOPIC_PREFIX]")
+@click.option(
+    "--projections-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Folder of the view definitions (scoring models, timeline, consent rules) "
+    "[env ISTORE_PROJECTIONS_DIR]",
+)
+@click.option(
+    "--postgres-dsn",
+    help="PostgreSQL for the views, postgresql://user:pass@host:port/db; unset: SQLite in "
+    "the data folder [env ISTORE_POSTGRES_DSN]",
+)
 @click.pass_context
 def main(ctx: click.Context, /, **options: Any) -> None:
     """interaction-store: customer interactions as an event log, projected into views."""

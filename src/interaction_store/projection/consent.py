@@ -539,6 +539,11 @@ class Consent(Projection):
         self.opt_outs = self.rules.opt_outs.enabled()
         self.types = CONSENT_TYPES | self.opt_outs
 
+    @classmethod
+    def from_settings(cls, settings: Settings, instance: str | None = None) -> Consent:
+        """The view with ``consent.toml`` from the settings' projections folder."""
+        return cls(instance, ConsentRules.load(settings.projections_dir))
+
     @property
     def tables(self) -> dict[str, str]:
         src = "since TEXT NOT NULL, event_id TEXT NOT NULL, event_type TEXT NOT NULL, note TEXT"

@@ -61,6 +61,10 @@ def build(info: ViewInfo, settings: Settings) -> Projection:
     if factory is not None:
         projection: Projection = factory(info.instance, info.definition, settings)
         return projection
+    from_settings = getattr(cls, "from_settings", None)
+    if from_settings is not None:
+        configured: Projection = from_settings(settings, info.instance)
+        return configured
     return cls(info.instance)
 
 

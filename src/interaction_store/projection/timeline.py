@@ -326,6 +326,11 @@ class Timeline(Projection):
 
     kind = "timeline"
 
+    @classmethod
+    def from_settings(cls, settings: Settings, instance: str | None = None) -> Timeline:
+        """The view with ``timeline.toml`` from the settings' projections folder."""
+        return cls(instance, TimelineSettings.load(settings.projections_dir))
+
     def __init__(self, instance: str | None = None, settings: TimelineSettings | None = None):
         super().__init__(instance)
         self.settings = settings if settings is not None else TimelineSettings.load()
