@@ -87,6 +87,7 @@ class ProjectionRunner:
         self.log = log
         self.store = store
         self.projections = list(projections)
+        self.names = sorted(names)
         self.batch_size = batch_size
         self.max_wait = max_wait
         self.max_attempts = max_attempts
@@ -265,6 +266,11 @@ class ProjectionRunner:
             last[tp] = max(last.get(tp, -1), r.position.offset)
         applied = redelivered = dead = 0
         with self.store.transaction() as cursor:
+            # One writer at a time per set of views: a contact's consent, say, folds events
+            # from partitions that other workers of the group may own, and each fold reads the
+            # rows the others write. Workers in a group still share the reading and decoding,
+            # and take over each other's partitions when one stops.
+            self.store.exclusive(cursor, "istore-views:" + ",".join(self.names))
             for projection in self.projections:
                 done = self.tracked.get(projection.instance, {})
                 fresh = [

@@ -83,6 +83,9 @@ class PostgresViewStore(ViewStore):
             Tracking(tracking_name(tracker, topic, partition), offset),
         )
 
+    def exclusive(self, cursor: Cursor, name: str) -> None:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
+
     def tracked(self, tracker: str, partitions: Iterable[tuple[str, int]]) -> TrackedPositions:
         out: TrackedPositions = {}
         for topic, partition in partitions:
