@@ -20,6 +20,7 @@ from interaction_store.projection import ProjectionRunner, RunStats
 from interaction_store.projection.registry import (
     KINDS,
     ViewError,
+    ViewInfo,
     ViewRegistry,
     build,
     default_definition,
@@ -33,11 +34,14 @@ from interaction_store.views import open_store
 ERRORS: tuple[type[Exception], ...] = (*USER_ERRORS, ViewError)
 
 
-def _after_batch(runner: ProjectionRunner, log: Any, store: Any) -> None:
-    """Publish what the live views put in their outboxes (lead.sales_ready) in this batch."""
+def _after_batch(runner: ProjectionRunner, log: Any, store: Any) -> int:
+    """Publish what the live views put in their outboxes (lead.sales_ready) in this batch;
+    return how many events that published."""
+    published = 0
     for projection in runner.projections:
         if isinstance(projection, LeadScores):
-            publish_outbox(store, log, instance=projection.instance)
+            published += publish_outbox(store, log, instance=projection.instance)
+    return published
 
 
 @main.command()
@@ -62,8 +66,11 @@ def run(ctx: click.Context, once: bool, group: str | None, batch_size: int) -> N
                     # A changed model means a replay, not a silent mix of two models.
                     projection.check_models(store)
 
+            stopping: list[bool] = []
+
             def stop(signum: int, frame: FrameType | None) -> None:
                 click.echo("stopping after this batch", err=True)
+                stopping.append(True)
                 runner.stop()
 
             signal.signal(signal.SIGTERM, stop)
@@ -71,16 +78,23 @@ def run(ctx: click.Context, once: bool, group: str | None, batch_size: int) -> N
             names = ", ".join(i.instance for i in infos)
             click.echo(f"projecting into {names}", err=True)
             last = [time.monotonic()]
+            published = [0]
 
             def on_batch(stats: RunStats) -> None:
-                _after_batch(runner, log, store)
+                published[0] += _after_batch(runner, log, store)
                 if time.monotonic() - last[0] >= 5:
                     last[0] = time.monotonic()
                     lag = sum(runner.lag().values())
                     click.echo(f"applied {stats.applied} events, lag {lag}", err=True)
 
             stats = runner.run(follow=not once, group_id=group, on_batch=on_batch)
-            _after_batch(runner, log, store)
+            published[0] += _after_batch(runner, log, store)
+            # The outbox's events are in the log now, and the views read them too: with --once,
+            # apply them before exiting so that no lag is left (each is published only once).
+            while once and published[0] and not stopping:
+                published[0] = 0
+                stats = runner.run(follow=False, on_batch=on_batch)
+                published[0] += _after_batch(runner, log, store)
     except ERRORS as exc:
         raise fail(exc) from exc
     click.echo(
@@ -132,6 +146,9 @@ def replay(
             definition = {
                 "models": {p.name: text for p, (_, text) in zip(models, texts, strict=True)}
             }
+        # Build it before registering: a bad name or model must not leave a registered view
+        # that nothing can build (nor drop).
+        build(ViewInfo(instance, kind, "shadow", definition, None, "", None), settings)
         with open_log(settings) as log, open_store(settings) as store:
             registry = ViewRegistry(store)
             info = registry.register(instance, kind, definition, until=until_at)
