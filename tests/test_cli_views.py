@@ -695,3 +695,16 @@ def test_on_kafka_with_postgresql_views(
                 )
             outbox = {r[0] for r in rows(store, "SELECT event_id FROM lead_scores__outbox")}
         assert {str(e.event_id) for e in published} == outbox
+
+
+def test_view_names_ending_in_profiles_are_kept_for_the_views_own_tables(
+    embedded_settings: Settings,
+) -> None:
+    from interaction_store.projection.registry import ViewError, ViewRegistry
+    from interaction_store.views import open_store
+
+    with open_store(embedded_settings) as store:
+        registry = ViewRegistry(store)
+        with pytest.raises(ViewError, match="lead_scores_profiles"):
+            registry.register("lead_scores_profiles", "profiles", {})
+        assert registry.all() == []

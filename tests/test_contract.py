@@ -197,3 +197,10 @@ def test_documents_invalid_against_the_schema_are_rejected(document: dict[str, A
     assert not validator("envelope.json").is_valid(document)
     with pytest.raises(EventRejected):
         decode(orjson.dumps(document))
+
+
+def test_nul_characters_are_rejected_naming_the_field() -> None:
+    exc = rejection(doc(type="email.sent", payload={"subject": "a\x00b"}))
+    assert [(v.field, v.rule) for v in exc.violations] == [("payload.subject", "no_nul")]
+    exc = rejection(doc(source="crm\x00"))
+    assert exc.violations[0].field == "source"

@@ -186,6 +186,8 @@ def prepare(raw: bytes | str, recorded_at: datetime | None = None) -> EncodedEve
 
 def decode(raw: bytes | str) -> InteractionEvent:
     """Validate raw JSON bytes into a typed event, upcasting older schema versions."""
+    if (b"\\u0000" if isinstance(raw, bytes) else "\\u0000") in raw:
+        return decode_document(orjson.loads(raw))  # finds and names the field
     try:
         # Fast path: the current version of a valid event validates in one pass in pydantic-core.
         return EVENT_ADAPTER.validate_json(raw)
@@ -211,6 +213,20 @@ def decode_document(doc: Any) -> InteractionEvent:
         )
     event_id = _str_or_none(doc.get("event_id"))
     event_type = doc.get("type")
+    nul = _nul_path(doc)
+    if nul is not None:
+        raise EventRejected(
+            event_id,
+            event_type if isinstance(event_type, str) else None,
+            [
+                Violation(
+                    nul[0],
+                    nul[1],
+                    "no_nul",
+                    "text may not contain the NUL character (PostgreSQL cannot store it)",
+                )
+            ],
+        )
     if event_type not in EVENT_TYPES:
         rule_msg = (
             "type is required"
@@ -240,6 +256,26 @@ def decode_document(doc: Any) -> InteractionEvent:
         return EVENT_TYPES[event_type].model_validate(doc)
     except ValidationError as exc:
         raise EventRejected(event_id, event_type, _violations(exc)) from None
+
+
+def _nul_path(node: Any, path: str = "") -> tuple[str, str] | None:
+    """The first string (key or value) holding a NUL character, as (dotted path, value)."""
+    if isinstance(node, str):
+        return (path or "(document)", node) if "\x00" in node else None
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return here, str(key)
+            found = _nul_path(value, here)
+            if found is not None:
+                return found
+    if isinstance(node, list):
+        for i, value in enumerate(node):
+            found = _nul_path(value, f"{path}.{i}")
+            if found is not None:
+                return found
+    return None
 
 
 def _violations(exc: ValidationError) -> list[Violation]:

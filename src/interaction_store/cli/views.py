@@ -141,6 +141,13 @@ def replay(
         if models:
             if kind != "lead_scores":
                 raise ViewError("--model is for lead_scores replays")
+            names = [p.name for p in models]
+            clash = sorted({n for n in names if names.count(n) > 1})
+            if clash:
+                raise ViewError(
+                    f"two --model files are named {clash[0]!r}: the view keeps each model "
+                    "under its file name, so rename one"
+                )
             texts = [(str(p), p.read_text(encoding="utf-8")) for p in models]
             read_models(texts)  # a bad file fails here, naming the file, rule and field
             definition = {

@@ -20,6 +20,9 @@ from interaction_store.views.base import ViewStore
 
 REGISTRY = "istore_views"
 
+PRIVATE_SUFFIX = "_profiles"
+"""Lead-scores views keep their own profiles in ``<name>_profiles__*`` tables."""
+
 KINDS: dict[str, str] = {
     "profiles": "interaction_store.projection.profiles:Profiles",
     "timeline": "interaction_store.projection.timeline:Timeline",
@@ -114,6 +117,11 @@ class ViewRegistry:
         until: datetime | None = None,
     ) -> ViewInfo:
         projection_class(kind)
+        if instance.endswith(PRIVATE_SUFFIX) and instance != "profiles":
+            raise ViewError(
+                f"view name {instance!r}: names ending in {PRIVATE_SUFFIX!r} are kept for the "
+                "tables a view keeps for itself (a lead-scores view's own profiles)"
+            )
         if status not in ("live", "shadow"):
             raise ViewError(f"status must be live or shadow, got {status!r}")
         now = datetime.now(UTC).isoformat()
