@@ -186,7 +186,8 @@ def prepare(raw: bytes | str, recorded_at: datetime | None = None) -> EncodedEve
 
 def decode(raw: bytes | str) -> InteractionEvent:
     """Validate raw JSON bytes into a typed event, upcasting older schema versions."""
-    if (b"\\u0000" if isinstance(raw, bytes) else "\\u0000") in raw:
+    has_nul = b"\\u0000" in raw if isinstance(raw, bytes) else "\\u0000" in raw
+    if has_nul:
         return decode_document(orjson.loads(raw))  # finds and names the field
     try:
         # Fast path: the current version of a valid event validates in one pass in pydantic-core.
