@@ -239,24 +239,32 @@ def decode_document(doc: Any) -> InteractionEvent:
     version = doc.get("schema_version")
     current = CURRENT_VERSIONS[event_type]
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= current:
-        raise EventRejected(
-            event_id,
-            event_type,
-            [
-                Violation(
-                    "schema_version",
-                    version,
-                    "known_schema_version",
-                    f"{event_type} has schema versions 1 to {current}",
-                )
-            ],
+        bad_version = Violation(
+            "schema_version",
+            version,
+            "known_schema_version",
+            "schema_version is required"
+            if version is None
+            else f"{event_type} has schema versions 1 to {current}",
         )
+        # Say what else is wrong too, judged against the current version, so the sender can
+        # fix everything in one go.
+        others = _violations_of(EVENT_TYPES[event_type], {**doc, "schema_version": current})
+        raise EventRejected(event_id, event_type, [bad_version, *others])
     if version < current:
         doc = upcast(doc)
     try:
         return EVENT_TYPES[event_type].model_validate(doc)
     except ValidationError as exc:
         raise EventRejected(event_id, event_type, _violations(exc)) from None
+
+
+def _violations_of(model: type[InteractionEvent], doc: dict[str, Any]) -> list[Violation]:
+    try:
+        model.model_validate(doc)
+    except ValidationError as exc:
+        return _violations(exc)
+    return []
 
 
 def _nul_path(node: Any, path: str = "") -> tuple[str, str] | None:
@@ -283,7 +291,9 @@ def _violations(exc: ValidationError) -> list[Violation]:
     out = []
     for err in exc.errors(include_url=False):
         field = ".".join(str(p) for p in err["loc"]) or "(event)"
-        out.append(Violation(field, err.get("input"), err["type"], err["msg"]))
+        # A missing field's "input" is its parent object: say absent rather than echo it.
+        value = None if err["type"] == "missing" else err.get("input")
+        out.append(Violation(field, value, err["type"], err["msg"]))
     return out
 
 
