@@ -204,3 +204,11 @@ def test_nul_characters_are_rejected_naming_the_field() -> None:
     assert [(v.field, v.rule) for v in exc.violations] == [("payload.subject", "no_nul")]
     exc = rejection(doc(source="crm\x00"))
     assert exc.violations[0].field == "source"
+
+
+def test_a_missing_version_is_reported_with_everything_else_that_is_wrong() -> None:
+    exc = rejection({"event_id": "x", "type": "email.opened"})
+    fields = [(v.field, v.value, v.rule) for v in exc.violations]
+    assert fields[0] == ("schema_version", None, "known_schema_version")
+    assert ("event_id", "x", "uuid_parsing") in fields
+    assert ("occurred_at", None, "missing") in fields and ("subject", None, "missing") in fields
