@@ -1,0 +1,161 @@
+"""What a reader gets: a contact's consent state, each value with the event that set it, the
+audit entries, and a decision with the rule checks behind it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from interaction_store.events import ConsentLevel
+
+PREFERENCES = ("allow_email", "allow_bulk_email", "allow_prefill", "track_email")
+CONTACT_FIELDS = ("email", "phone", "is_child", "guardian_contact_id")
+
+ANY_POINT = "*"
+"""The contact point of an opt-out whose address or number was not known when it happened (a
+hard bounce or a STOP before any contact event gave one): it covers every address or number."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Source:
+    """The event that set a value: when, which one, of what type, and how it was read."""
+
+    since: datetime
+    event_id: str
+    event_type: str
+    note: str = ""
+
+    def describe(self) -> str:
+        text = f"since {when(self.since)} by {self.event_type} event {self.event_id}"
+        return f"{text} ({self.note})" if self.note else text
+
+
+@dataclass(frozen=True)
+class Recorded(Generic[T]):
+    """A value and the event that set it; no source: nothing recorded, the rules' default."""
+
+    value: T
+    source: Source | None = None
+
+    def describe(self) -> str:
+        return self.source.describe() if self.source else "(nothing recorded: the default)"
+
+
+@dataclass(frozen=True)
+class ListMembership:
+    list_id: str
+    list_name: str
+    member: bool
+    source: Source
+
+
+@dataclass(frozen=True)
+class PointConsent:
+    """Consent for one address, number or device, for one purpose and (optionally) topic."""
+
+    channel: str
+    contact_point: str
+    purpose: str
+    topic: str | None
+    status: str
+    """opted_in or opted_out"""
+    source: Source
+
+
+@dataclass(frozen=True)
+class ConsentState:
+    """A contact's consent, now or ``as_of`` an instant."""
+
+    contact_id: str
+    as_of: datetime | None
+    preferences: dict[str, Recorded[bool]]
+    level: Recorded[ConsentLevel]
+    is_child: Recorded[bool]
+    guardian_contact_id: Recorded[str | None]
+    email: Recorded[str | None]
+    phone: Recorded[str | None]
+    lists: dict[str, ListMembership]
+    contact_points: list[PointConsent]
+    undeliverable: dict[str, Source]
+    """Email addresses that hard-bounced, with the bounce."""
+    events: int
+
+    @property
+    def subscribed(self) -> list[str]:
+        """The lists the contact is a member of."""
+        return sorted(m.list_id for m in self.lists.values() if m.member)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rule of a decision: its name, whether it passed, and why."""
+
+    rule: str
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a message may go out; ``reasons`` are the failed rules, or every rule passed."""
+
+    allowed: bool
+    reasons: list[str]
+    checks: list[Check] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One consent-relevant event and what it changed."""
+
+    occurred_at: datetime
+    event_id: str
+    type: str
+    source: str
+    changes: dict[str, Any]
+
+    def describe(self) -> str:
+        return f"{when(self.occurred_at)} {self.type} {self.event_id}: {summary(self.changes)}"
+
+
+class UnknownContact(LookupError):
+    """No consent or contact event names this contact in the consent view."""
+
+    def __init__(self, contact_id: str, instance: str) -> None:
+        self.contact_id = contact_id
+        super().__init__(
+            f"contact {contact_id} is not in the consent view {instance!r}: no consent or "
+            "contact event names it (check the id, or let the view catch up with the log)"
+        )
+
+
+def when(moment: datetime) -> str:
+    """An instant as readers see it in reasons: UTC, ``Z``, milliseconds only if any."""
+    moment = moment.astimezone(UTC)
+    spec = "milliseconds" if moment.microsecond else "seconds"
+    return moment.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+def summary(changes: dict[str, Any]) -> str:
+    """What an audit entry changed, in a line."""
+    parts: list[str] = []
+    for name, value in changes.get("preferences", {}).items():
+        parts.append(f"{name} = {str(value).lower()}")
+    for list_id, m in changes.get("lists", {}).items():
+        parts.append(f"{'joined' if m['member'] else 'left'} list {list_id}")
+    for p in changes.get("contact_points", []):
+        topic = f" topic {p['topic']}" if p.get("topic") else ""
+        parts.append(f"{p['channel']} {p['contact_point']} {p['purpose']}{topic} {p['status']}")
+    if "level" in changes:
+        parts.append(f"consent level = {changes['level']}")
+    for name, value in changes.get("contact", {}).items():
+        parts.append(f"{name} = {value}")
+    if "bounced" in changes:
+        parts.append(f"address {changes['bounced']} undeliverable")
+    for address in changes.get("cleared", []):
+        parts.append(f"address {address} deliverable again")
+    text = ", ".join(parts) or "contact known"
+    return f"{text} ({changes['note']})" if changes.get("note") else text

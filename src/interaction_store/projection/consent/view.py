@@ -1,0 +1,249 @@
+"""The consent projection: one audit row per consent-relevant event, folded again per contact
+into the state tables whenever one arrives; and reading a contact back from them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from interaction_store.events import InteractionEvent
+from interaction_store.projection.base import Projection, chunks, iso, placeholders
+from interaction_store.projection.consent.ledger import CONSENT_TYPES, Ledger, facts_of, src_from
+from interaction_store.projection.consent.rules import ConsentRules
+from interaction_store.projection.consent.state import CONTACT_FIELDS, PREFERENCES, UnknownContact
+from interaction_store.settings import Settings
+from interaction_store.views.base import Cursor
+
+_STATE_TABLES = ("contacts", "sources", "lists", "contact_points", "undeliverable")
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+class Consent(Projection):
+    """The consent view; ``rules`` default to ``projections/consent.toml``."""
+
+    kind = "consent"
+
+    def __init__(self, instance: str | None = None, rules: ConsentRules | None = None) -> None:
+        super().__init__(instance)
+        self.rules = rules if rules is not None else ConsentRules.load()
+        self.opt_outs = self.rules.opt_outs.enabled()
+        self.types = CONSENT_TYPES | self.opt_outs
+
+    @classmethod
+    def from_settings(cls, settings: Settings, instance: str | None = None) -> Consent:
+        """The view with ``consent.toml`` from the settings' projections folder."""
+        return cls(instance, ConsentRules.load(settings.projections_dir))
+
+    @property
+    def tables(self) -> dict[str, str]:
+        src = "since TEXT NOT NULL, event_id TEXT NOT NULL, event_type TEXT NOT NULL, note TEXT"
+        return {
+            # Every consent-relevant event: its own facts, and what it changed once resolved.
+            "audit": "contact_id TEXT NOT NULL, occurred_at TEXT NOT NULL, "
+            "event_id TEXT NOT NULL, type TEXT NOT NULL, source TEXT NOT NULL, "
+            "facts TEXT NOT NULL, changes TEXT NOT NULL, PRIMARY KEY (contact_id, event_id)",
+            # The current state; NULL: never recorded (the rules' defaults apply).
+            "contacts": "contact_id TEXT PRIMARY KEY, allow_email BOOLEAN, "
+            "allow_bulk_email BOOLEAN, allow_prefill BOOLEAN, track_email BOOLEAN, "
+            "level TEXT, email TEXT, phone TEXT, is_child BOOLEAN, guardian_contact_id TEXT, "
+            "events INTEGER NOT NULL, first_event_at TEXT NOT NULL, last_event_at TEXT NOT NULL",
+            # Which event set each value of `contacts`.
+            "sources": f"contact_id TEXT NOT NULL, fact TEXT NOT NULL, {src}, "
+            "PRIMARY KEY (contact_id, fact)",
+            "lists": "contact_id TEXT NOT NULL, list_id TEXT NOT NULL, list_name TEXT NOT NULL, "
+            f"member BOOLEAN NOT NULL, {src}, PRIMARY KEY (contact_id, list_id)",
+            # topic '' is "every topic" (a key column cannot be NULL in PostgreSQL).
+            "contact_points": "contact_id TEXT NOT NULL, channel TEXT NOT NULL, "
+            "contact_point TEXT NOT NULL, purpose TEXT NOT NULL, topic TEXT NOT NULL, "
+            f"status TEXT NOT NULL, {src}, "
+            "PRIMARY KEY (contact_id, channel, contact_point, purpose, topic)",
+            "undeliverable": f"contact_id TEXT NOT NULL, address TEXT NOT NULL, {src}, "
+            "PRIMARY KEY (contact_id, address)",
+        }
+
+    def indexes(self, dialect: str) -> list[str]:
+        return [
+            f"CREATE INDEX IF NOT EXISTS {self.table('lists_by_list')} "
+            f"ON {self.table('lists')} (list_id, member)",
+        ]
+
+    def wants(self, event: InteractionEvent) -> bool:
+        return event.type in self.types and event.subject.contact_id is not None
+
+    def apply(self, cursor: Cursor, events: Sequence[InteractionEvent]) -> None:
+        rows = []
+        for event in events:
+            contact_id = event.subject.contact_id
+            if contact_id is None:
+                continue
+            facts = facts_of(event, self.opt_outs)
+            if facts is None:
+                continue
+            rows.append(
+                (
+                    str(contact_id),
+                    iso(event.occurred_at),
+                    str(event.event_id),
+                    event.type,
+                    event.source,
+                    _dumps(facts),
+                    "",
+                )
+            )
+        if not rows:
+            return
+        cursor.executemany(
+            f"INSERT INTO {self.table('audit')} VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (contact_id, event_id) DO NOTHING",
+            rows,
+        )
+        self._refold(cursor, sorted({r[0] for r in rows}))
+
+    def _refold(self, cursor: Cursor, contact_ids: list[str]) -> None:
+        """Fold each contact's audit again, store what each row changed, rewrite its state."""
+        history: dict[str, list[tuple[str, str, str, str, str]]] = defaultdict(list)
+        for part in chunks(contact_ids):
+            cursor.execute(
+                f"SELECT contact_id, occurred_at, event_id, type, facts, changes "
+                f"FROM {self.table('audit')} WHERE contact_id IN ({placeholders(len(part))}) "
+                "ORDER BY contact_id, occurred_at, event_id",
+                part,
+            )
+            for contact_id, occurred_at, event_id, event_type, facts, stored in cursor.fetchall():
+                history[contact_id].append((occurred_at, event_id, event_type, facts, stored))
+        resolved: list[tuple[str, str, str]] = []
+        state: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _STATE_TABLES}
+        for contact_id in contact_ids:
+            ledger = Ledger()
+            for occurred_at, event_id, event_type, facts, stored in history[contact_id]:
+                changes = ledger.resolve(event_type, orjson.loads(facts))
+                text = _dumps(changes)
+                if text != stored:
+                    resolved.append((text, contact_id, event_id))
+                ledger.apply(changes, occurred_at, event_id, event_type)
+            for name, table_rows in _state_rows(contact_id, ledger).items():
+                state[name].extend(table_rows)
+        if resolved:
+            cursor.executemany(
+                f"UPDATE {self.table('audit')} SET changes = %s "
+                "WHERE contact_id = %s AND event_id = %s",
+                resolved,
+            )
+        # Rewritten whole: a late event can move a row's key (a STOP that now knows the number).
+        for part in chunks(contact_ids):
+            for name in _STATE_TABLES:
+                cursor.execute(
+                    f"DELETE FROM {self.table(name)} "
+                    f"WHERE contact_id IN ({placeholders(len(part))})",
+                    part,
+                )
+        for name, table_rows in state.items():
+            if table_rows:
+                cursor.executemany(
+                    f"INSERT INTO {self.table(name)} VALUES ({placeholders(len(table_rows[0]))})",
+                    table_rows,
+                )
+
+    # ------------------------------------------------------------------ reading
+
+    def _read(self, cursor: Cursor, contact_id: str, as_of: datetime | None) -> Ledger:
+        """A contact's consent now (from the state tables) or as of an instant (its audit)."""
+        ledger = Ledger()
+        if as_of is not None:
+            cursor.execute(
+                f"SELECT occurred_at, event_id, type, changes FROM {self.table('audit')} "
+                "WHERE contact_id = %s AND occurred_at <= %s ORDER BY occurred_at, event_id",
+                (contact_id, iso(as_of)),
+            )
+            for occurred_at, event_id, event_type, changes in cursor.fetchall():
+                ledger.apply(orjson.loads(changes), occurred_at, event_id, event_type)
+            if ledger.events == 0:
+                self._known(cursor, contact_id)
+            return ledger
+        cursor.execute(
+            f"SELECT {', '.join(PREFERENCES)}, level, {', '.join(CONTACT_FIELDS)}, events, "
+            f"first_event_at, last_event_at FROM {self.table('contacts')} WHERE contact_id = %s",
+            (contact_id,),
+        )
+        row = cursor.fetchone()
+        if row is None:
+            raise UnknownContact(contact_id, self.instance)
+        values = dict(zip((*PREFERENCES, "level", *CONTACT_FIELDS), row[:9], strict=True))
+        ledger.events, ledger.first, ledger.last = int(row[9]), row[10], row[11]
+        cursor.execute(
+            f"SELECT fact, since, event_id, event_type, note FROM {self.table('sources')} "
+            "WHERE contact_id = %s",
+            (contact_id,),
+        )
+        for name, *src in cursor.fetchall():
+            value = values[name]
+            if name in PREFERENCES:
+                ledger.prefs[name] = (bool(value), src_from(src))
+            else:
+                value = bool(value) if name == "is_child" else value
+                ledger.facts[name] = (value, src_from(src))
+        cursor.execute(
+            f"SELECT list_id, list_name, member, since, event_id, event_type, note "
+            f"FROM {self.table('lists')} WHERE contact_id = %s",
+            (contact_id,),
+        )
+        for list_id, name, member, *src in cursor.fetchall():
+            ledger.lists[list_id] = (bool(member), name, src_from(src))
+        cursor.execute(
+            f"SELECT channel, contact_point, purpose, topic, status, since, event_id, "
+            f"event_type, note FROM {self.table('contact_points')} WHERE contact_id = %s",
+            (contact_id,),
+        )
+        for channel, point, purpose, topic, status, *src in cursor.fetchall():
+            ledger.points[(channel, point, purpose, topic)] = (status, src_from(src))
+        cursor.execute(
+            f"SELECT address, since, event_id, event_type, note "
+            f"FROM {self.table('undeliverable')} WHERE contact_id = %s",
+            (contact_id,),
+        )
+        for address, *src in cursor.fetchall():
+            ledger.bounced[address] = src_from(src)
+        return ledger
+
+    def _known(self, cursor: Cursor, contact_id: str) -> None:
+        cursor.execute(
+            f"SELECT 1 FROM {self.table('contacts')} WHERE contact_id = %s", (contact_id,)
+        )
+        if cursor.fetchone() is None:
+            raise UnknownContact(contact_id, self.instance)
+
+
+def _state_rows(contact_id: str, ledger: Ledger) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows of each state table for one contact."""
+    values: dict[str, Any] = {name: v for name, (v, _) in ledger.prefs.items()}
+    values.update({name: v for name, (v, _) in ledger.facts.items()})
+    contacts = (
+        contact_id,
+        *(values.get(name) for name in (*PREFERENCES, "level", *CONTACT_FIELDS)),
+        ledger.events,
+        ledger.first,
+        ledger.last,
+    )
+    sources = [
+        (contact_id, name, *src)
+        for name, (_, src) in sorted((*ledger.prefs.items(), *ledger.facts.items()))
+    ]
+    return {
+        "contacts": [contacts],
+        "sources": sources,
+        "lists": [
+            (contact_id, list_id, name, member, *src)
+            for list_id, (member, name, src) in ledger.lists.items()
+        ],
+        "contact_points": [
+            (contact_id, *key, status, *src) for key, (status, src) in ledger.points.items()
+        ],
+        "undeliverable": [(contact_id, a, *src) for a, src in ledger.bounced.items()],
+    }

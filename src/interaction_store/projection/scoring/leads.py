@@ -1,0 +1,226 @@
+"""Which contacts and visitors score a lead (its parent contact or its account's members, with
+merged contacts and linked visitors), read from the profiles the lead-scores view keeps."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from interaction_store.events import InteractionEvent
+from interaction_store.projection.base import chunks, placeholders
+from interaction_store.projection.profiles import LEAD_STATUS, Profiles
+from interaction_store.projection.scoring.points import Match, micros
+from interaction_store.views.base import Cursor
+
+KIND = "lead_scores"
+PROFILES_SUFFIX = "_profiles"
+NO_PARENT = "lead has neither a parent contact nor a parent account"
+NOT_CREATED = "no lead.created event yet, so the lead's parent is not known"
+ANONYMOUS = "anonymous:"
+MAX_MERGE_HOPS = 10
+
+
+def subject_key(event: InteractionEvent) -> str | None:
+    """Who an interaction is attributed to: its contact, else its anonymous visitor."""
+    s = event.subject
+    if s.contact_id is not None:
+        return str(s.contact_id)
+    if s.anonymous_id is not None:
+        return ANONYMOUS + s.anonymous_id
+    return None
+
+
+class TableNames:
+    """The table names of one lead-scores view and of the profiles it keeps for itself."""
+
+    def __init__(self, instance: str) -> None:
+        self.instance = instance
+        self.profiles = Profiles(f"{instance}{PROFILES_SUFFIX}")
+
+    def own(self, short: str) -> str:
+        return f"{self.instance}__{short}"
+
+    def prof(self, short: str) -> str:
+        return self.profiles.table(short)
+
+
+@dataclass
+class LeadContext:
+    """What scoring needs to know about a lead, from the profiles."""
+
+    lead_id: str
+    parent_contact_id: str | None
+    parent_account_id: str | None
+    lead_status: str
+    created_at: str | None
+    history: list[tuple[str, str]] = field(default_factory=list)
+    """(occurred_at, type) of the lead's own events, oldest first."""
+    subjects: list[str] = field(default_factory=list)
+    """Contacts and ``anonymous:<id>`` visitors whose matches count."""
+
+    @property
+    def reason(self) -> str | None:
+        if self.created_at is None:
+            return NOT_CREATED
+        if self.parent_contact_id is None and self.parent_account_id is None:
+            return NO_PARENT
+        return None
+
+    def open_at(self, instant: str) -> bool:
+        status = None
+        for at, event_type in self.history:
+            if at > instant:
+                break
+            status = LEAD_STATUS.get(event_type, status)
+        return status == "open"
+
+    def reopenings(self) -> list[str]:
+        return [at for at, t in self.history if LEAD_STATUS.get(t) == "open"]
+
+
+def select_in(
+    cursor: Cursor, sql: str, ids: Iterable[str], *extra: object
+) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (with ``{ids}`` for an IN list) over chunks of ``ids``; extra params first."""
+    out: list[tuple[Any, ...]] = []
+    for part in chunks(sorted(set(ids))):
+        cursor.execute(sql.format(ids=placeholders(len(part))), (*extra, *part))
+        out.extend(cursor.fetchall())
+    return out
+
+
+def column_in(
+    cursor: Cursor, table: str, column: str, key: str, ids: Iterable[str], member: bool = False
+) -> list[str]:
+    """``column`` of the rows whose ``key`` is one of ``ids`` (only current members)."""
+    only = "member = %s AND " if member else ""
+    sql = f"SELECT {column} FROM {table} WHERE {only}{key} IN ({{ids}})"
+    return [
+        r[0] for r in (select_in(cursor, sql, ids, True) if member else select_in(cursor, sql, ids))
+    ]
+
+
+def merged_groups(cursor: Cursor, n: TableNames, contacts: Iterable[str]) -> dict[str, set[str]]:
+    """Each contact's group: the contact it was merged into (following ``contact.merged`` a
+    few hops) with every contact merged into that one."""
+    contacts = set(contacts)
+    into: dict[str, str] = {}
+    frontier = contacts
+    for _ in range(MAX_MERGE_HOPS):  # up to the survivors
+        rows = select_in(
+            cursor,
+            f"SELECT contact_id, merged_into FROM {n.prof('contacts')} "
+            "WHERE merged_into IS NOT NULL AND contact_id IN ({ids})",
+            frontier,
+        )
+        into.update(rows)
+        frontier = {target for _, target in rows} - into.keys()
+        if not frontier:
+            break
+    root: dict[str, str] = {}
+    for contact in contacts:
+        r = contact
+        for _ in range(MAX_MERGE_HOPS):
+            r = into.get(r, r)
+        root[contact] = r
+    owner = {r: r for r in root.values()}
+    frontier = set(owner)
+    for _ in range(MAX_MERGE_HOPS):  # and down to everyone merged into them
+        rows = select_in(
+            cursor,
+            f"SELECT contact_id, merged_into FROM {n.prof('contacts')} "
+            "WHERE merged_into IN ({ids})",
+            frontier,
+        )
+        frontier = set()
+        for contact, target in sorted(rows):
+            if contact not in owner:
+                owner[contact] = owner[target]
+                frontier.add(contact)
+        if not frontier:
+            break
+    groups: dict[str, set[str]] = defaultdict(set)
+    for contact, r in owner.items():
+        groups[r].add(contact)
+    return {contact: groups[root[contact]] for contact in contacts}
+
+
+def leads_of(cursor: Cursor, n: TableNames, contacts: set[str], accounts: set[str]) -> set[str]:
+    """The leads whose score the interactions of ``contacts`` (or the membership of
+    ``accounts``) can change."""
+    everyone = set().union(*merged_groups(cursor, n, contacts).values())
+    leads = set(column_in(cursor, n.prof("leads"), "lead_id", "parent_contact_id", everyone))
+    accounts = accounts | set(
+        column_in(cursor, n.prof("members"), "account_id", "contact_id", everyone, member=True)
+    )
+    return leads | set(column_in(cursor, n.prof("leads"), "lead_id", "parent_account_id", accounts))
+
+
+def lead_contexts(cursor: Cursor, n: TableNames, lead_ids: Iterable[str]) -> dict[str, LeadContext]:
+    """The leads (those the profiles know), with the contacts and visitors that score them."""
+    contexts = {
+        lead_id: LeadContext(lead_id, contact, account, status, created)
+        for lead_id, contact, account, status, created in select_in(
+            cursor,
+            "SELECT lead_id, parent_contact_id, parent_account_id, status, created_at "
+            f"FROM {n.prof('leads')} WHERE lead_id IN ({{ids}})",
+            lead_ids,
+        )
+    }
+    for lead_id, at, event_type in select_in(
+        cursor,
+        f"SELECT entity_id, occurred_at, type FROM {n.prof('events')} "
+        "WHERE kind = %s AND entity_id IN ({ids}) ORDER BY entity_id, occurred_at, event_id",
+        contexts,
+        "lead",
+    ):
+        contexts[lead_id].history.append((at, event_type))
+    scored = [c for c in contexts.values() if c.reason is None]
+    by_account: dict[str, list[str]] = defaultdict(list)
+    for account, contact in select_in(
+        cursor,
+        f"SELECT account_id, contact_id FROM {n.prof('members')} WHERE member = %s "
+        "AND account_id IN ({ids})",
+        {c.parent_account_id for c in scored if c.parent_account_id and not c.parent_contact_id},
+        True,
+    ):
+        by_account[account].append(contact)
+    base = {
+        c.lead_id: (
+            [c.parent_contact_id]
+            if c.parent_contact_id is not None
+            else by_account.get(c.parent_account_id or "", [])
+        )
+        for c in scored
+    }
+    groups = merged_groups(cursor, n, {x for xs in base.values() for x in xs})
+    visitors: dict[str, list[str]] = defaultdict(list)
+    for contact, anonymous_id in select_in(
+        cursor,
+        f"SELECT contact_id, anonymous_id FROM {n.prof('identities')} "
+        "WHERE contact_id IN ({ids})",
+        {x for g in groups.values() for x in g},
+    ):
+        visitors[contact].append(ANONYMOUS + anonymous_id)
+    for c in scored:
+        contacts = sorted({x for b in base[c.lead_id] for x in groups[b]})
+        c.subjects = contacts + sorted(v for x in contacts for v in visitors[x])
+    return contexts
+
+
+def load_matches(
+    cursor: Cursor, n: TableNames, subjects: Iterable[str]
+) -> dict[tuple[str, str], list[Match]]:
+    """(model, subject) -> its matches."""
+    out: dict[tuple[str, str], list[Match]] = defaultdict(list)
+    for model, event_id, rule_id, subject, event_type, at, points, once in select_in(
+        cursor,
+        "SELECT model, event_id, rule_id, subject_key, type, occurred_at, points, once_key "
+        f"FROM {n.own('matches')} WHERE subject_key IN ({{ids}})",
+        subjects,
+    ):
+        match = Match(event_id, rule_id, event_type, subject, at, micros(at), float(points), once)
+        out[(model, subject)].append(match)
+    return out

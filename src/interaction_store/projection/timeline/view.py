@@ -1,0 +1,325 @@
+"""The timeline projection: entries per subject, delivery reports settled into the status of
+the message they report on, and ``query`` for a page of a subject's timeline."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from interaction_store.events import InteractionEvent
+from interaction_store.projection.base import Projection, chunks, iso, placeholders
+from interaction_store.projection.profiles import Profiles
+from interaction_store.projection.timeline.query import (
+    ENTRY_COLUMNS,
+    MAX_LIMIT,
+    TimelinePage,
+    choose,
+    conditions,
+    decode_cursor,
+    encode_cursor,
+    entry,
+    message_previews,
+    read_page,
+    subject_of,
+    timelines_of,
+)
+from interaction_store.projection.timeline.settings import SENT, TimelineSettings
+from interaction_store.settings import Settings
+from interaction_store.views.base import Cursor, ViewStore
+
+_INSERT_ENTRY = placeholders(14)
+_ENTRY_KEY = "subject_kind = %s AND subject_id = %s AND occurred_at = %s AND event_id = %s"
+_MessageKey = tuple[str, str, str, str]
+
+
+class Timeline(Projection):
+    """Interactions per subject (a contact, a lead, or an anonymous visitor), newest first.
+
+    An event about a contact is on that contact's timeline; about a lead, on the lead's; about
+    both, on both; an anonymous visitor's events are on the visitor's timeline, which a
+    contact's timeline includes once ``identity.linked`` links them (read at query time from
+    the profiles view, as are merged contacts and an account's members).
+
+    Delivery reports (``[corrections]``: delivered, bounced, failed) are not entries: the
+    latest report by (occurred_at, event_id) becomes the status of the ``<channel>.sent``
+    entry with the same ``correlation.message_id`` on the same timeline, whatever order they
+    arrive in. A report whose message is not on the timeline (not arrived yet, or sent by a
+    system that publishes no ``sent`` events) shows as ONE entry, placed at its first report
+    and carrying the latest status: a bounce is news about the contact's address a reader
+    would want to see, and the entry gives way to the message as soon as it arrives.
+    """
+
+    kind = "timeline"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, instance: str | None = None) -> Timeline:
+        """The view with ``timeline.toml`` from the settings' projections folder."""
+        return cls(instance, TimelineSettings.load(settings.projections_dir))
+
+    def __init__(self, instance: str | None = None, settings: TimelineSettings | None = None):
+        super().__init__(instance)
+        self.settings = settings if settings is not None else TimelineSettings.load()
+        s = self.settings
+        self._wanted = s.entry_types | s.corrections.keys()
+
+    @property
+    def tables(self) -> dict[str, str]:
+        return {
+            "entries": "subject_kind TEXT NOT NULL, subject_id TEXT NOT NULL, "
+            "event_id TEXT NOT NULL, occurred_at TEXT NOT NULL, type TEXT NOT NULL, "
+            "channel TEXT NOT NULL, permission TEXT NOT NULL, message_id TEXT, "
+            "campaign_id TEXT, journey_id TEXT, preview TEXT NOT NULL, status TEXT, "
+            "status_at TEXT, status_detail TEXT, "
+            # Also the read path: a subject's entries by time, scanned backwards from a cursor.
+            "PRIMARY KEY (subject_kind, subject_id, occurred_at, event_id)",
+            # Every delivery report, so a message's status can be worked out again from all
+            # of them whenever one arrives (before or after its message).
+            "reports": "subject_kind TEXT NOT NULL, subject_id TEXT NOT NULL, "
+            "event_id TEXT NOT NULL, occurred_at TEXT NOT NULL, type TEXT NOT NULL, "
+            "channel TEXT NOT NULL, message_id TEXT NOT NULL, campaign_id TEXT, "
+            "journey_id TEXT, status TEXT NOT NULL, detail TEXT NOT NULL, "
+            "PRIMARY KEY (subject_kind, subject_id, event_id)",
+        }
+
+    def indexes(self, dialect: str) -> list[str]:
+        entries, reports = self.table("entries"), self.table("reports")
+        return [
+            f"CREATE INDEX IF NOT EXISTS {self.table('entries_by_message')} ON {entries} "
+            "(message_id) WHERE message_id IS NOT NULL",
+            f"CREATE INDEX IF NOT EXISTS {self.table('reports_by_message')} ON {reports} "
+            "(message_id)",
+        ]
+
+    def wants(self, event: InteractionEvent) -> bool:
+        return event.type in self._wanted
+
+    @staticmethod
+    def subjects(event: InteractionEvent) -> list[tuple[str, str]]:
+        """The timelines an event is on: (subject_kind, subject_id)."""
+        s = event.subject
+        out = []
+        if s.contact_id is not None:
+            out.append(("contact", str(s.contact_id)))
+        if s.lead_id is not None:
+            out.append(("lead", str(s.lead_id)))
+        if not out and s.anonymous_id is not None:
+            out.append(("anonymous", s.anonymous_id))
+        return out
+
+    def _preview(self, event: InteractionEvent) -> str:
+        fields = self.settings.preview.get(event.type)
+        if not fields:
+            return "{}"
+        shown = event.payload.model_dump(mode="json", include=set(fields), exclude_none=True)
+        return orjson.dumps(shown).decode()
+
+    def apply(self, cursor: Cursor, events: Sequence[InteractionEvent]) -> None:
+        s = self.settings
+        entries: list[tuple[Any, ...]] = []
+        reports: list[tuple[Any, ...]] = []
+        touched: set[str] = set()  # message ids whose status may have changed
+        for event in events:
+            event_type = event.type
+            if event_type not in self._wanted:
+                continue
+            channel = event.channel
+            corr = event.correlation
+            head = (str(event.event_id), iso(event.occurred_at), event_type, channel)
+            message = (corr.message_id, corr.campaign_id, corr.journey_id)
+            preview = self._preview(event)
+            status = s.corrections.get(event_type)
+            if status is not None and corr.message_id is not None:
+                touched.add(corr.message_id)
+                reports += [
+                    (kind, subject_id, *head, *message, status, preview)
+                    for kind, subject_id in self.subjects(event)
+                ]
+                continue
+            if status is not None:
+                # A report naming no message can only ever be its own entry.
+                state: tuple[Any, ...] = (status, head[1], preview)
+            elif event_type in s.sent_types:
+                state = (SENT, None, None)
+                if corr.message_id is not None:
+                    touched.add(corr.message_id)
+            else:
+                state = (None, None, None)
+            permission = s.permissions[channel]
+            entries += [
+                (kind, subject_id, *head, permission, *message, preview, *state)
+                for kind, subject_id in self.subjects(event)
+            ]
+        if entries:
+            cursor.executemany(
+                f"INSERT INTO {self.table('entries')} ({ENTRY_COLUMNS}) "
+                f"VALUES ({_INSERT_ENTRY}) "
+                "ON CONFLICT (subject_kind, subject_id, occurred_at, event_id) DO NOTHING",
+                entries,
+            )
+        if reports:
+            cursor.executemany(
+                f"INSERT INTO {self.table('reports')} VALUES ({placeholders(11)}) "
+                "ON CONFLICT (subject_kind, subject_id, event_id) DO NOTHING",
+                reports,
+            )
+        if touched:
+            self._settle(cursor, sorted(touched))
+
+    def _settle(self, cursor: Cursor, message_ids: list[str]) -> None:
+        """Work out again, from every report and message stored, the status of each message
+        touched and whether a report must stand in for a missing message."""
+        s = self.settings
+        kinds = sorted(s.sent_types | s.corrections.keys())
+        updates: list[tuple[Any, ...]] = []
+        deletes: list[tuple[str, str, str]] = []
+        stand_ins: list[tuple[Any, ...]] = []
+        for part in chunks(message_ids):
+            # (subject_kind, subject_id, channel, message_id) -> its reports, its entries
+            found: dict[_MessageKey, list[tuple[Any, ...]]] = defaultdict(list)
+            shown: dict[_MessageKey, list[tuple[Any, ...]]] = defaultdict(list)
+            cursor.execute(
+                "SELECT subject_kind, subject_id, channel, message_id, occurred_at, event_id, "
+                "type, status, detail, campaign_id, journey_id "
+                f"FROM {self.table('reports')} WHERE message_id IN ({placeholders(len(part))})",
+                part,
+            )
+            for row in cursor.fetchall():
+                found[(row[0], row[1], row[2], row[3])].append(row[4:])
+            cursor.execute(
+                "SELECT subject_kind, subject_id, channel, message_id, occurred_at, event_id, "
+                f"type, status, status_at, status_detail FROM {self.table('entries')} "
+                f"WHERE message_id IN ({placeholders(len(part))}) "
+                f"AND type IN ({placeholders(len(kinds))})",
+                (*part, *kinds),
+            )
+            for row in cursor.fetchall():
+                shown[(row[0], row[1], row[2], row[3])].append(row[4:])
+            for key in found.keys() | shown.keys():
+                kind, subject_id, channel, message_id = key
+                history = sorted(found.get(key, ()))  # by (occurred_at, event_id)
+                rows = shown.get(key, [])
+                # Entry rows: (occurred_at, event_id, type, status, status_at, status_detail)
+                sent = f"{channel}.{SENT}"
+                messages = [r for r in rows if r[2] == sent]
+                stand_in = [r for r in rows if r[2] != sent]
+                # (status, status_at, status_detail) as the latest report says
+                latest = (history[-1][3], history[-1][0], history[-1][4]) if history else None
+                if messages:
+                    state = latest or (SENT, None, None)
+                    updates += [
+                        (*state, kind, subject_id, *r[:2]) for r in messages if r[3:] != state
+                    ]
+                    deletes += [(kind, subject_id, *r[:2]) for r in stand_in]
+                elif latest is not None:
+                    when, event_id, event_type, _, detail, campaign, journey = history[0]
+                    first = (when, event_id)
+                    deletes += [(kind, subject_id, *r[:2]) for r in stand_in if r[:2] != first]
+                    if not any(r[:2] == first and r[3:] == latest for r in stand_in):
+                        head = (event_id, when, event_type, channel, s.permissions[channel])
+                        ids = (message_id, campaign, journey)
+                        stand_ins.append((kind, subject_id, *head, *ids, detail, *latest))
+        table = self.table("entries")
+        if deletes:
+            cursor.executemany(
+                f"DELETE FROM {table} WHERE {_ENTRY_KEY}",
+                deletes,
+            )
+        if updates:
+            cursor.executemany(
+                f"UPDATE {table} SET status = %s, status_at = %s, status_detail = %s "
+                f"WHERE {_ENTRY_KEY}",
+                updates,
+            )
+        if stand_ins:
+            cursor.executemany(
+                f"INSERT INTO {table} ({ENTRY_COLUMNS}) VALUES ({_INSERT_ENTRY}) "
+                "ON CONFLICT (subject_kind, subject_id, occurred_at, event_id) DO UPDATE SET "
+                "status = EXCLUDED.status, status_at = EXCLUDED.status_at, "
+                "status_detail = EXCLUDED.status_detail",
+                stand_ins,
+            )
+
+    # ------------------------------------------------------------------ reading
+
+    def query(
+        self,
+        store: ViewStore,
+        *,
+        contact_id: UUID | str | None = None,
+        lead_id: UUID | str | None = None,
+        account_id: UUID | str | None = None,
+        anonymous_id: str | None = None,
+        channels: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        statuses: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        permissions: Collection[str] | None = None,
+        now: datetime | None = None,
+        profiles: Profiles | str | None = "profiles",
+    ) -> TimelinePage:
+        """One page of a timeline, newest first.
+
+        Exactly one subject: a contact (with the contacts merged into it and the anonymous
+        visitors linked to it), a lead (lead-subject events only), an account (the timelines
+        of its current members) or an anonymous visitor. Filters combine with AND: channels,
+        types, statuses, ``since`` (inclusive) and ``until`` (exclusive). Without ``since``
+        the window of ``window_days`` before ``now`` applies to the windowed channels.
+        ``permissions`` are the read categories the caller holds (None: all); entries of
+        other categories are neither returned nor counted. ``profiles`` is the profiles view
+        (or its instance name) people are looked up in; None looks nothing up.
+        ``cursor`` is a previous page's ``next_cursor``: pages stay stable while events
+        arrive (newer ones are not on later pages; none is repeated or skipped).
+        """
+        s = self.settings
+        subject = subject_of(contact_id, lead_id, account_id, anonymous_id)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit {limit!r}: must be a whole number from 1 to {MAX_LIMIT}")
+        chosen = choose("channels", channels, s.channels)
+        type_filter = choose("types", types, sorted(s.entry_types | s.corrections.keys()))
+        status_filter = choose("statuses", statuses, sorted(s.statuses))
+        granted = choose("permissions", permissions, sorted(set(s.permissions.values())))
+        for name, moment in (("since", since), ("until", until), ("now", now)):
+            if moment is not None and (
+                not isinstance(moment, datetime) or moment.utcoffset() is None
+            ):
+                raise ValueError(f"{name} {moment!r}: must be a timezone-aware datetime")
+        if since is not None and until is not None and since >= until:
+            raise ValueError(f"since {since.isoformat()}: must be before until {until.isoformat()}")
+        after = decode_cursor(cursor) if cursor is not None else None
+        if isinstance(profiles, str):
+            profiles = Profiles(profiles)
+        if subject[0] == "account" and profiles is None:
+            raise ValueError(
+                f"profiles {profiles!r}: an account's timeline needs the profiles view"
+            )
+
+        window_start = None
+        if since is None:
+            window_start = (now or datetime.now(UTC)) - timedelta(days=s.window_days)
+        filters = [chosen, type_filter, status_filter, granted]
+        if any(values is not None and not values for values in filters):
+            return TimelinePage([], None, 0, window_start)  # a filter nothing can match
+        where, params = conditions(
+            s, chosen, type_filter, status_filter, granted, since, until, window_start
+        )
+        with store.reading() as c:
+            groups = timelines_of(c, subject, profiles)
+            page, more, total = read_page(
+                c, self.table("entries"), groups, where, params, after, limit
+            )
+            messages = message_previews(c, self.table("entries"), s.sent_types, page, granted)
+        sent_types = s.sent_types
+        entries = [
+            entry(row, None if row[4] in sent_types else messages.get((row[0], row[1], row[7])))
+            for row in page
+        ]
+        next_cursor = encode_cursor(page[-1][3], page[-1][2]) if more else None
+        return TimelinePage(entries, next_cursor, total, window_start)
