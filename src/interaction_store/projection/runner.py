@@ -261,9 +261,11 @@ class ProjectionRunner:
         self, records: Sequence[LogRecord], decoded: list[Record], *, one_by_one: bool
     ) -> None:
         last: dict[tuple[str, int], int] = {}
+        first: dict[tuple[str, int], int] = {}
         for r in records:
             tp = (r.position.topic, r.position.partition)
             last[tp] = max(last.get(tp, -1), r.position.offset)
+            first[tp] = min(first.get(tp, r.position.offset), r.position.offset)
         applied = redelivered = dead = 0
         with self.store.transaction() as cursor:
             # One writer at a time per set of views: a contact's consent, say, folds events
@@ -273,11 +275,15 @@ class ProjectionRunner:
             self.store.exclusive(cursor, "istore-views:" + ",".join(self.names))
             for projection in self.projections:
                 done = self.tracked.get(projection.instance, {})
-                fresh = [
-                    (r, e)
-                    for r, e in decoded
-                    if r.position.offset > done.get((r.position.topic, r.position.partition), -1)
-                ]
+                if all(first[tp] > done.get(tp, -1) for tp in first):
+                    fresh = decoded  # the usual case: nothing in the batch was applied before
+                else:
+                    fresh = [
+                        (r, e)
+                        for r, e in decoded
+                        if r.position.offset
+                        > done.get((r.position.topic, r.position.partition), -1)
+                    ]
                 redelivered += len(decoded) - len(fresh)
                 wanted = [(r, e) for r, e in fresh if projection.wants(e)]
                 if one_by_one:
