@@ -90,8 +90,9 @@ class Ingest:
     ) -> list[Outcome]:
         """Publish one batch of JSON documents; one outcome per document, in order.
         ``source`` (and the line number, default the index + 1) is kept with dead letters."""
-        checked = validate_batch(docs, self.clock(), self.max_event_bytes)
-        return self._publish_checked(docs, checked, source, line_numbers)
+        with collector_paused():
+            checked = validate_batch(docs, self.clock(), self.max_event_bytes)
+            return self._publish_checked(docs, checked, source, line_numbers)
 
     def _publish_checked(
         self,
@@ -154,12 +155,13 @@ class Ingest:
                     pool = stack.enter_context(
                         ProcessPoolExecutor(1, mp_context=get_context("spawn"))
                     )
-                self._finish(pending, source, report, progress, max_examples)
+                # Hand the next batch to the worker first, then publish this one meanwhile.
                 future = (
                     pool.submit(validate_batch, docs, self.clock(), self.max_event_bytes)
                     if pool is not None
                     else None
                 )
+                self._finish(pending, source, report, progress, max_examples)
                 pending = (docs, numbers, future)
             if pending is not None:
                 self._finish(pending, source, report, progress, max_examples)
@@ -189,12 +191,14 @@ class Ingest:
         max_examples: int,
     ) -> None:
         docs, numbers, future = pending
-        checked = (
-            future.result()
-            if future is not None
-            else validate_batch(docs, self.clock(), self.max_event_bytes)
-        )
-        for outcome in self._publish_checked(docs, checked, source, numbers):
+        with collector_paused():
+            checked = (
+                future.result()
+                if future is not None
+                else validate_batch(docs, self.clock(), self.max_event_bytes)
+            )
+            outcomes = self._publish_checked(docs, checked, source, numbers)
+        for outcome in outcomes:
             if outcome.status == "accepted":
                 report.accepted += 1
             elif outcome.status == "duplicate":

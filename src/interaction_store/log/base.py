@@ -36,13 +36,18 @@ class Position:
         return f"{self.topic}/{self.partition}@{self.offset}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Appended:
     """The outcome of publishing one event: its position, and whether it was there already."""
 
-    event_id: UUID
+    id_bytes: bytes
+    """The event id's 16 bytes (the UUID is made only when asked for: publishing is hot)."""
     position: Position
     duplicate: bool
+
+    @property
+    def event_id(self) -> UUID:
+        return UUID(bytes=self.id_bytes)
 
 
 @dataclass(frozen=True)

@@ -118,18 +118,18 @@ class EmbeddedLog(EventLog):
                 rows = [(ids[i], records[i].type, records[i].value) for i in idx]
                 first = self.recorders[topic].append(c, rows)
                 for n, i in enumerate(idx):
-                    out[i] = Appended(UUID(bytes=ids[i]), Position(topic, 0, first + n), False)
+                    out[i] = Appended(ids[i], Position(topic, 0, first + n), False)
             # 3. Duplicates point at the first copy: in the log, or earlier in this batch.
             for i in duplicates:
                 key = ids[i]
                 if key in first_in_batch and first_in_batch[key] != i:
                     original = out[first_in_batch[key]]
                     assert original is not None
-                    out[i] = Appended(UUID(bytes=key), original.position, True)
+                    out[i] = Appended(key, original.position, True)
                 else:
                     topic = known[key]
                     offset = self.recorders[topic].offset_of(c, UUID(bytes=key))
-                    out[i] = Appended(UUID(bytes=key), Position(topic, 0, offset), True)
+                    out[i] = Appended(key, Position(topic, 0, offset), True)
         return [a for a in out if a is not None]
 
     def dead_letter(self, letters: Sequence[DeadLetter]) -> list[Position]:

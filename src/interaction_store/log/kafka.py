@@ -249,7 +249,7 @@ class KafkaLog(EventLog):
                 failures.append(f"{UUID(bytes=ids[i])}: {exc}")
                 continue
             position = Position(meta.topic, meta.partition, meta.offset)
-            out[i] = Appended(UUID(bytes=ids[i]), position, False)
+            out[i] = Appended(ids[i], position, False)
             stored.append((ids[i], position))
         self.index.record(stored)
         if failures:
@@ -263,7 +263,7 @@ class KafkaLog(EventLog):
                 first = first_in_batch.get(ids[i], i)
                 original = out[first] if first != i else None
                 position = original.position if original is not None else known[ids[i]]
-                out[i] = Appended(UUID(bytes=ids[i]), position, True)
+                out[i] = Appended(ids[i], position, True)
         return [a for a in out if a is not None]
 
     def dead_letter(self, letters: Sequence[DeadLetter]) -> list[Position]:
