@@ -361,6 +361,15 @@ class KafkaLog(EventLog):
                         consumer.seek(tp, wanted[(tp.topic, tp.partition)])
 
         try:
+            # Know every topic's partitions before joining: on a broker with many topics the
+            # first assignment can otherwise see no metadata for a new topic and assign nothing.
+            deadline = time.monotonic() + 30
+            while any(not consumer.partitions_for_topic(t) for t in names):
+                if time.monotonic() > deadline:
+                    missing = [t for t in names if not consumer.partitions_for_topic(t)]
+                    raise LogError(f"no partitions known for {missing}: run `istore topics ensure`")
+                consumer.topics()  # forces a metadata refresh
+                time.sleep(0.2)
             consumer.subscribe(names, listener=Listener())
             while not until():
                 polled = consumer.poll(timeout_ms=int(poll_timeout * 1000), max_records=batch_size)

@@ -50,9 +50,10 @@ class ViewStore(ABC):
     def tracked(self, tracker: str, partitions: Iterable[tuple[str, int]]) -> TrackedPositions:
         """The last offsets ``tracker`` applied, for the partitions that have any."""
 
-    def exclusive(self, cursor: Cursor, name: str) -> None:  # noqa: B027  # SQLite: no-op
-        """Hold a lock named ``name`` until the transaction ends. SQLite lets one writer in at
-        a time anyway; PostgreSQL overrides this."""
+    @abstractmethod
+    def exclusive(self, cursor: Cursor, name: str) -> None:
+        """Take a lock named ``name`` now and hold it until the transaction ends (before
+        reading rows that another worker may be writing)."""
 
     def ensure(self, statements: Iterable[str]) -> None:
         """Run DDL statements (``CREATE ... IF NOT EXISTS``) in one transaction."""

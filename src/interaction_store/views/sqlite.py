@@ -17,6 +17,7 @@ from interaction_store.settings import Settings
 from interaction_store.views.base import Cursor, TrackedPositions, ViewStore, tracking_name
 
 VIEWS_FILE = "views.sqlite"
+LOCKS_TABLE = "istore_locks"
 
 
 @lru_cache(maxsize=1024)
@@ -56,6 +57,7 @@ class SQLiteViewStore(ViewStore):
         self.datastore = SQLiteDatastore(str(path), lock_timeout=30)
         self.recorder = SQLiteTrackingRecorder(self.datastore)
         self.recorder.create_table()
+        self.ensure([f"CREATE TABLE IF NOT EXISTS {LOCKS_TABLE} (name TEXT PRIMARY KEY)"])
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SQLiteViewStore:
@@ -63,8 +65,15 @@ class SQLiteViewStore(ViewStore):
 
     @contextmanager
     def _cursor(self, commit: bool) -> Iterator[Cursor]:
-        with self.datastore.transaction(commit=commit) as c:
-            yield _Cursor(c.sqlite_cursor)
+        with self.datastore.get_connection(commit=commit) as conn:
+            if commit:
+                # In WAL mode NORMAL syncs at checkpoints, not at every commit: a power cut
+                # may lose the last batches, but rows and positions go together, so the worker
+                # re-applies them; a crashed process loses nothing. (Set outside the
+                # transaction: SQLite ignores it inside one.)
+                conn.cursor().execute("PRAGMA synchronous=NORMAL")
+            with conn.transaction(commit=commit) as c:
+                yield _Cursor(c.sqlite_cursor)
 
     def transaction(self) -> Any:
         return self._cursor(commit=True)
@@ -80,6 +89,13 @@ class SQLiteViewStore(ViewStore):
         self.recorder._insert_tracking(
             SQLiteCursor(cursor.raw), Tracking(tracking_name(tracker, topic, partition), offset)
         )
+
+    def exclusive(self, cursor: Cursor, name: str) -> None:
+        # SQLite has one writer at a time, but a transaction that read first cannot become
+        # the writer once another process has committed ("database is locked" at once, no
+        # waiting). A write, even of no row, takes the lock now, waiting for it, and what
+        # follows reads the latest rows. One lock for every name: SQLite has no finer one.
+        cursor.execute(f"UPDATE {LOCKS_TABLE} SET name = name WHERE name = %s", (name,))
 
     def tracked(self, tracker: str, partitions: Iterable[tuple[str, int]]) -> TrackedPositions:
         out: TrackedPositions = {}

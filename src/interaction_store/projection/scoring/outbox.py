@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 from interaction_store.codec import decode
 from interaction_store.log.base import EventLog
-from interaction_store.projection.base import chunks
 from interaction_store.projection.scoring.leads import KIND, TableNames
 from interaction_store.views.base import ViewStore
 
@@ -29,22 +28,27 @@ def publish_outbox(
     """
     n = TableNames(instance)
     store.ensure([published_ddl(n)])
-    with store.reading() as c:
-        c.execute(
-            f"SELECT o.event_id, o.model, o.lead_id, o.event FROM {n.own('outbox')} o "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {n.own('published')} p "
-            "WHERE p.event_id = o.event_id) ORDER BY o.occurred_at, o.event_id"
-        )
-        pending = c.fetchall()
     done = 0
-    for part in chunks(pending, batch_size):
-        log.publish([decode(doc) for _, _, _, doc in part])
-        now = datetime.now(UTC).isoformat()
+    while True:
         with store.transaction() as c:
+            # One publisher at a time: each worker of a group publishes after its batches,
+            # and two that read the same pending rows would both send them (the log knows an
+            # event id only once the broker has acknowledged it).
+            store.exclusive(c, f"istore-outbox:{instance}")
+            c.execute(
+                f"SELECT o.event_id, o.model, o.lead_id, o.event FROM {n.own('outbox')} o "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {n.own('published')} p "
+                "WHERE p.event_id = o.event_id) ORDER BY o.occurred_at, o.event_id LIMIT %s",
+                (batch_size,),
+            )
+            part = c.fetchall()
+            if not part:
+                return done
+            log.publish([decode(doc) for _, _, _, doc in part])
+            now = datetime.now(UTC).isoformat()
             c.executemany(
                 f"INSERT INTO {n.own('published')} VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (event_id) DO NOTHING",
                 [(event_id, model, lead, now) for event_id, model, lead, _ in part],
             )
         done += len(part)
-    return done
