@@ -24,7 +24,9 @@ def publish_outbox(
     """Publish the ``lead.sales_ready`` events not yet published; return how many.
 
     Each batch is published, then marked. A crash between the two publishes the batch again
-    next time, and the log, which skips event ids it holds, keeps one copy.
+    next time, and the log skips the event ids it holds. One window remains: on Kafka, a crash
+    between the broker's acknowledgement and the event-id index's write leaves a second,
+    identical copy (same deterministic event id), so consumers should key on ``event_id``.
     """
     n = TableNames(instance)
     store.ensure([published_ddl(n)])
