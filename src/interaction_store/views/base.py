@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal, Protocol
 
+from eventsourcing.persistence import TrackingRecorder
+
 from interaction_store.settings import Settings
 
 TrackedPositions = dict[tuple[str, int], int]
@@ -46,9 +48,17 @@ class ViewStore(ABC):
         """Record, inside the cursor's transaction, that ``tracker`` applied ``offset``.
         Raises :class:`eventsourcing.persistence.IntegrityError` if it was applied already."""
 
-    @abstractmethod
+    recorder: TrackingRecorder
+    """The eventsourcing tracking recorder of this database."""
+
     def tracked(self, tracker: str, partitions: Iterable[tuple[str, int]]) -> TrackedPositions:
         """The last offsets ``tracker`` applied, for the partitions that have any."""
+        out: TrackedPositions = {}
+        for topic, partition in partitions:
+            last = self.recorder.max_tracking_id(tracking_name(tracker, topic, partition))
+            if last is not None:
+                out[(topic, partition)] = last
+        return out
 
     @abstractmethod
     def exclusive(self, cursor: Cursor, name: str) -> None:

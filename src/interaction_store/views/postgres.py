@@ -14,7 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 
 from interaction_store.settings import Settings
-from interaction_store.views.base import Cursor, TrackedPositions, ViewStore, tracking_name
+from interaction_store.views.base import Cursor, ViewStore, tracking_name
 
 TRACKING_TABLE = "istore_tracking"
 
@@ -41,6 +41,7 @@ class _Cursor:
 class PostgresViewStore(ViewStore):
     """Views and their tracking in one PostgreSQL database."""
 
+    recorder: PostgresTrackingRecorder
     dialect: Literal["sqlite", "postgres"] = "postgres"
 
     def __init__(self, dsn: str, pool_size: int = 4) -> None:
@@ -85,14 +86,6 @@ class PostgresViewStore(ViewStore):
 
     def exclusive(self, cursor: Cursor, name: str) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
-
-    def tracked(self, tracker: str, partitions: Iterable[tuple[str, int]]) -> TrackedPositions:
-        out: TrackedPositions = {}
-        for topic, partition in partitions:
-            last = self.recorder.max_tracking_id(tracking_name(tracker, topic, partition))
-            if last is not None:
-                out[(topic, partition)] = last
-        return out
 
     def close(self) -> None:
         self.datastore.close()

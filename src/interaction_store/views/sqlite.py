@@ -14,7 +14,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
 
 from interaction_store.settings import Settings
-from interaction_store.views.base import Cursor, TrackedPositions, ViewStore, tracking_name
+from interaction_store.views.base import Cursor, ViewStore, tracking_name
 
 VIEWS_FILE = "views.sqlite"
 LOCKS_TABLE = "istore_locks"
@@ -49,6 +49,7 @@ class _Cursor:
 class SQLiteViewStore(ViewStore):
     """Views and their tracking in one SQLite file."""
 
+    recorder: SQLiteTrackingRecorder
     dialect: Literal["sqlite", "postgres"] = "sqlite"
 
     def __init__(self, path: Path) -> None:
@@ -96,14 +97,6 @@ class SQLiteViewStore(ViewStore):
         # waiting). A write, even of no row, takes the lock now, waiting for it, and what
         # follows reads the latest rows. One lock for every name: SQLite has no finer one.
         cursor.execute(f"UPDATE {LOCKS_TABLE} SET name = name WHERE name = %s", (name,))
-
-    def tracked(self, tracker: str, partitions: Iterable[tuple[str, int]]) -> TrackedPositions:
-        out: TrackedPositions = {}
-        for topic, partition in partitions:
-            last = self.recorder.max_tracking_id(tracking_name(tracker, topic, partition))
-            if last is not None:
-                out[(topic, partition)] = last
-        return out
 
     def close(self) -> None:
         self.datastore.close()
