@@ -151,13 +151,15 @@ def test_profiles_are_consistent(events: list[InteractionEvent]) -> None:
             assert s.contact_id not in created
             guardian = e.payload.model_dump()["guardian_contact_id"]
             assert guardian is None or guardian in created
-            created.add(s.contact_id)  # type: ignore[arg-type]
+            assert s.contact_id is not None
+            created.add(s.contact_id)
         elif s.contact_id is not None:
             assert s.contact_id in created, e.type
         if s.account_id is not None:
             assert s.account_id in accounts, e.type
         if e.type == "lead.created":
-            leads.add(s.lead_id)  # type: ignore[arg-type]
+            assert s.lead_id is not None
+            leads.add(s.lead_id)
         elif s.lead_id is not None:
             assert s.lead_id in leads, e.type
     assert len(created) == 200
