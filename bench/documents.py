@@ -258,7 +258,7 @@ def demo_documents(count: int, contacts: int, seed: int) -> tuple[Iterable[bytes
     ``contacts`` when a year of that many is fewer than ``count`` events); None when there is
     no demo module."""
     try:
-        from interaction_store import demo  # type: ignore[attr-defined,unused-ignore]
+        from interaction_store import demo
     except ImportError:
         return None
     generate = getattr(demo, "generate", None)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from interaction_store.kafka_local import LocalKafka, wait_for_broker
+from tests.docker_engine import docker_available
 
 KAFKA_IMAGE = "apache/kafka:4.3.1"
 _KAFKA_PORT = 9092
@@ -27,22 +28,6 @@ _READY_TIMEOUT_S = 120.0
 
 def _log(message: str) -> None:
     print(f"[kafka fixture] {message}", file=sys.stderr, flush=True)
-
-
-def _docker_available() -> bool:
-    """True when a Docker engine answers a ping within a few seconds; never raises."""
-    try:
-        # testcontainers' own client resolves the engine the way it will when starting
-        # containers (DOCKER_HOST, ~/.testcontainers.properties, default socket).
-        from testcontainers.core.docker_client import DockerClient
-
-        client = DockerClient(timeout=5)
-        try:
-            return bool(client.client.ping())
-        finally:
-            client.client.close()
-    except Exception:  # no SDK, no socket, refused, timeout, bad config: all mean "no Docker"
-        return False
 
 
 def _put_file(container: Any, path: str, content: str, mode: int) -> None:
@@ -132,7 +117,7 @@ def kafka_bootstrap_servers(tmp_home: Path) -> Iterator[str]:
         wait_for_broker(external, timeout=30.0)
         yield external
         return
-    if _docker_available():
+    if docker_available():
         _log(f"Docker answers: starting {KAFKA_IMAGE} with testcontainers")
         with _docker_kafka() as bootstrap:
             _log(f"Docker broker ready at {bootstrap}")

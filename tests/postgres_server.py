@@ -23,6 +23,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from tests.docker_engine import docker_available
+
 ENV_DSN = "ISTORE_TEST_POSTGRES_DSN"
 POSTGRES_IMAGE = "postgres:16"
 TEST_DATABASE = "istore_test"
@@ -111,22 +113,6 @@ def fresh_database(admin_dsn: str) -> Iterator[str]:
         yield with_dbname(admin_dsn, name)
     finally:
         _drop_database(admin_dsn, name)
-
-
-def _docker_available() -> bool:
-    """True when a Docker engine answers a ping within a few seconds; never raises."""
-    try:
-        # testcontainers' own client resolves the engine the way it will when starting
-        # containers (DOCKER_HOST, ~/.testcontainers.properties, default socket).
-        from testcontainers.core.docker_client import DockerClient
-
-        client = DockerClient(timeout=5)
-        try:
-            return bool(client.client.ping())
-        finally:
-            client.client.close()
-    except Exception:  # no SDK, no socket, refused, timeout, bad config: all mean "no Docker"
-        return False
 
 
 @contextmanager
@@ -381,7 +367,7 @@ def postgres_dsn(tmp_home: Path) -> Iterator[str]:
             _log(f"fresh database: {redact(dsn)}")
             yield dsn
         return
-    if _docker_available():
+    if docker_available():
         _log(f"Docker answers: starting {POSTGRES_IMAGE} with testcontainers")
         with _docker_postgres() as dsn:
             _log(f"Docker PostgreSQL ready: {redact(dsn)}")

@@ -14,7 +14,13 @@ import pytest
 
 from interaction_store import schemas
 from interaction_store.codec import EventRejected, decode, decode_document, encode
-from interaction_store.events import CURRENT_VERSIONS, EVENT_TYPES
+from interaction_store.events import (
+    CURRENT_VERSIONS,
+    EVENT_TYPES,
+    EmailBounced,
+    EmailSent,
+    SmsReplied,
+)
 from interaction_store.settings import Settings
 from tests.factories import doc
 
@@ -31,7 +37,8 @@ def test_a_valid_event_round_trips_through_orjson() -> None:
     d = doc(type="email.sent", correlation={"campaign_id": "spring", "message_id": "m1"})
     event = decode(orjson.dumps(d))
     assert type(event).__name__ == "EmailSentEvent"
-    assert event.payload.subject == "Spring webinar"  # type: ignore[attr-defined]  # typed per event class
+    assert isinstance(event.payload, EmailSent)
+    assert event.payload.subject == "Spring webinar"
     assert decode(encode(event)) == event
     assert event.channel == "email"
     assert event.key == d["subject"]["contact_id"]
@@ -89,19 +96,23 @@ def test_version_1_bounces_are_upcast_to_version_2() -> None:
     d = doc(type="email.bounced", schema_version=1, payload={"hard": True, "reason": "no mailbox"})
     event = decode(orjson.dumps(d))
     assert event.schema_version == 2
-    assert event.payload.bounce_type.value == "hard"  # type: ignore[attr-defined]  # typed per event class
-    assert event.payload.reason == "no mailbox"  # type: ignore[attr-defined]  # typed per event class
+    assert isinstance(event.payload, EmailBounced)
+    assert event.payload.bounce_type.value == "hard"
+    assert event.payload.reason == "no mailbox"
     soft = decode_document(doc(type="email.bounced", schema_version=1, payload={"hard": False}))
-    assert soft.payload.bounce_type.value == "soft"  # type: ignore[attr-defined]  # typed per event class
+    assert isinstance(soft.payload, EmailBounced)
+    assert soft.payload.bounce_type.value == "soft"
     exc = rejection(doc(type="email.bounced", schema_version=1, payload={"hard": "yes"}))
     assert exc.violations[0].field == "payload.hard"
 
 
 def test_sms_stop_reply_is_an_opt_out() -> None:
     stop = decode_document(doc(type="sms.replied", payload={"text": "stop please"}))
-    assert stop.payload.is_opt_out  # type: ignore[attr-defined]  # typed per event class
+    assert isinstance(stop.payload, SmsReplied)
+    assert stop.payload.is_opt_out
     fine = decode_document(doc(type="sms.replied", payload={"text": "thanks"}))
-    assert not fine.payload.is_opt_out  # type: ignore[attr-defined]  # typed per event class
+    assert isinstance(fine.payload, SmsReplied)
+    assert not fine.payload.is_opt_out
 
 
 def test_personal_data_fields_are_marked_in_the_schema() -> None:
