@@ -58,6 +58,28 @@ class Settings(BaseSettings):
         "unset: SQLite in data_dir",
     )
     publish_batch_size: int = Field(default=5000, ge=1, le=1_000_000)
+    access_file: Path | None = Field(
+        default=None,
+        description="API keys and roles of the HTTP API (TOML); unset: <data_dir>/access.toml",
+    )
+    api_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the ingest API takes (413 above it)",
+    )
+    api_max_batch: int = Field(
+        default=10_000, ge=1, description="Most events in one ingest request (413 above it)"
+    )
+    consistency_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Longest a read waits for the views to reach a consistency token (seconds)",
+    )
+
+    @property
+    def access_path(self) -> Path:
+        return self.access_file or self.data_dir / "access.toml"
 
     @property
     def local_kafka_home(self) -> Path:

@@ -1,0 +1,87 @@
+"""FastAPI dependencies that authenticate the caller by API key and check its role.
+
+The key comes in ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. 401 when it is
+missing or unknown, 403 when the key's role lacks the right.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from interaction_store.api.access import Principal
+from interaction_store.api.errors import APIError
+from interaction_store.api.services import Services
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `istore keys create`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same key")
+
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="interaction-store"'}
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def caller(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+) -> Principal:
+    key = bearer.credentials if bearer is not None else header
+    if not key:
+        raise APIError(
+            401, "an API key is required (Authorization: Bearer <key>, or X-API-Key)", CHALLENGE
+        )
+    principal = services(request).access.authenticate(key)
+    if principal is None:
+        raise APIError(401, "unknown API key", CHALLENGE)
+    request.state.principal = principal
+    return principal
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
+def publisher(principal: Caller) -> Principal:
+    if not principal.role.publish:
+        raise APIError(
+            403, f"key {principal.key_name!r} (role {principal.role.name}) may not publish"
+        )
+    return principal
+
+
+def timeline_reader(principal: Caller) -> Principal:
+    if not principal.role.read:
+        raise APIError(
+            403,
+            f"key {principal.key_name!r} (role {principal.role.name}) may read no interaction "
+            "category",
+        )
+    return principal
+
+
+def consent_reader(principal: Caller) -> Principal:
+    if not principal.role.consent:
+        raise APIError(
+            403, f"key {principal.key_name!r} (role {principal.role.name}) may not read consent"
+        )
+    return principal
+
+
+def scores_reader(principal: Caller) -> Principal:
+    if not principal.role.scores:
+        raise APIError(
+            403,
+            f"key {principal.key_name!r} (role {principal.role.name}) may not read lead scores",
+        )
+    return principal
+
+
+Publisher = Annotated[Principal, Depends(publisher)]
+TimelineReader = Annotated[Principal, Depends(timeline_reader)]
+ConsentReader = Annotated[Principal, Depends(consent_reader)]
+ScoresReader = Annotated[Principal, Depends(scores_reader)]
