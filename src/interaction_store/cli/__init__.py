@@ -73,6 +73,13 @@ def fail(exc: Exception) -> click.ClickException:
 USER_ERRORS = _USER_ERRORS
 
 # The commands register themselves on ``main`` when imported.
-from interaction_store.cli import broker, log, show, views  # noqa: E402, F401  # registration
+from interaction_store.cli import (  # noqa: E402, F401  # registration
+    broker,
+    keys,
+    log,
+    serve,
+    show,
+    views,
+)
 
 __all__ = ["main"]
