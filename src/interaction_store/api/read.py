@@ -86,13 +86,10 @@ _DESCRIPTIONS = {
 
 
 def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    ref = {"$ref": "#/components/schemas/Problem"}
+    # Inlined (not `model=`): errors are application/problem+json, never application/json.
+    schema = Problem.model_json_schema()
     return {
-        code: {
-            "model": Problem,
-            "description": _DESCRIPTIONS[code],
-            "content": {PROBLEM: {"schema": ref}},
-        }
+        code: {"description": _DESCRIPTIONS[code], "content": {PROBLEM: {"schema": schema}}}
         for code in codes
     }
 
