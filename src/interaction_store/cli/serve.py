@@ -1,3 +1,303 @@
-"""``istore serve``: the HTTP API and the projection worker (to be written)."""
+"""``istore serve``: the HTTP API on uvicorn and the projection worker, in one process (the
+embedded zero-setup store) or one role per process (ingest, worker, read) on Kafka and
+PostgreSQL."""
 
 from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+import orjson
+from tqdm import tqdm
+
+from interaction_store.api.access import AccessConfig, add_key
+from interaction_store.api.app import Role as AppRole
+from interaction_store.cli import main, settings_of
+from interaction_store.cli.views import ERRORS, ProjectionWorker, summary
+from interaction_store.codec import encode
+from interaction_store.events import InteractionEvent
+from interaction_store.settings import Settings
+
+ROLES = ("all", "ingest", "worker", "read")
+_APP_ROLES: dict[str, AppRole] = {"all": "all", "ingest": "ingest", "read": "read"}
+DEFAULT_GROUP = "istore-views"
+DEMO_MARKER = "demo.json"
+"""Remembers the day the first ``--demo`` data ended, so a later start publishes the same
+events again (reported as duplicates) rather than a second, shifted year."""
+
+
+@main.command()
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="all",
+    show_default=True,
+    help="all: the API and the projection worker in one process (the embedded default); "
+    "ingest / read: that half of the API; worker: the projection worker only",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8000,
+    show_default=True,
+    envvar="ISTORE_HTTP_PORT",
+    show_envvar=True,
+    help="Port to listen on",
+)
+@click.option(
+    "--demo",
+    "demo_contacts",
+    type=click.IntRange(1),
+    metavar="CONTACTS",
+    help="First publish a year of demo data for this many contacts (again on a later start: "
+    "reported as duplicates, not stored twice)",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the demo data")
+@click.option(
+    "--group",
+    help=f"Kafka consumer group of the worker (replicas share partitions) [default on Kafka: "
+    f"{DEFAULT_GROUP}]",
+)
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000, show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+    help="Of the HTTP server (requests are logged at info)",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    role: str,
+    host: str,
+    port: int,
+    demo_contacts: int | None,
+    seed: int,
+    group: str | None,
+    batch_size: int,
+    log_level: str,
+) -> None:
+    """Run the HTTP API (docs at /docs) and the projection worker.
+
+    With --role all (the default) one process serves ingest and reads and keeps the views up
+    to date, so an event POSTed is readable moments later. SIGTERM or Ctrl-C stops the server;
+    the worker finishes its batch.
+    """
+    settings = settings_of(ctx)
+    if demo_contacts is not None and role not in ("all", "ingest"):
+        raise click.UsageError("--demo publishes events: use it with --role all or ingest")
+    if group is not None and settings.backend != "kafka":
+        raise click.UsageError("--group needs the Kafka log (--backend kafka)")
+    try:
+        contact = publish_demo(settings, demo_contacts, seed) if demo_contacts else None
+        if role == "worker":
+            _work(settings, batch_size, group or _default_group(settings))
+            return
+        key = ensure_access(settings)
+    except ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    _serve(settings, role, host, port, log_level, batch_size, key, contact)
+
+
+def _default_group(settings: Settings) -> str | None:
+    return DEFAULT_GROUP if settings.backend == "kafka" else None
+
+
+# --------------------------------------------------------------------------- access
+
+
+def ensure_access(settings: Settings) -> str | None:
+    """Create the access file with the default roles and one admin key when it is missing,
+    and return that key (shown once, never stored); else say how many keys the file holds."""
+    path = settings.access_path
+    if path.exists():
+        config = AccessConfig.load(path)
+        click.echo(f"access: {path} has {len(config.keys)} key(s)", err=True)
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Built aside, then linked into place: two services starting at once (ingest and read on
+    # one volume) cannot both create the file and each announce a key the other overwrote.
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".access-") as folder:
+        draft = Path(folder) / path.name
+        key = add_key(draft, "admin", "admin")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            config = AccessConfig.load(path)
+            click.echo(f"access: {path} has {len(config.keys)} key(s)", err=True)
+            return None
+    click.echo(
+        f"access: created {path} with the default roles and one admin key, shown only now:\n"
+        f"\n    {key}\n\n"
+        "  More keys: istore keys create NAME --role admin|marketing|sales|service|publisher",
+        err=True,
+    )
+    return key
+
+
+# --------------------------------------------------------------------------- demo data
+
+
+def publish_demo(settings: Settings, contacts: int, seed: int) -> str | None:
+    """Publish the demo year as `istore demo-data | istore publish -` does; return the id of
+    a contact of it (for the examples printed on start)."""
+    from interaction_store import demo
+    from interaction_store.ingest import Ingest
+    from interaction_store.log import open_log
+
+    end = _demo_end(settings)
+    first: list[str] = []
+
+    def lines(events: Iterator[InteractionEvent]) -> Iterator[bytes]:
+        for event in events:
+            if not first and event.subject.contact_id is not None:
+                first.append(str(event.subject.contact_id))
+            yield encode(event)
+
+    with (
+        open_log(settings) as log,
+        tqdm(
+            total=demo.estimate_events(contacts),
+            unit=" events",
+            desc=f"demo data ({contacts} contacts, seed {seed})",
+            file=sys.stderr,
+            disable=None,
+        ) as bar,
+    ):
+        ingest = Ingest(log, settings.publish_batch_size)
+        report = ingest.publish_lines(lines(demo.generate(contacts, seed, end)), "demo", bar.update)
+    click.echo(f"demo data up to {end:%Y-%m-%d}: {report.summary()}", err=True)
+    return first[0] if first else None
+
+
+def _demo_end(settings: Settings) -> datetime:
+    """The end of the demo year: today on the first start, the same day on later ones."""
+    marker = settings.data_dir / DEMO_MARKER
+    try:
+        saved: Any = orjson.loads(marker.read_bytes())
+        return datetime.fromisoformat(str(saved["end"])).replace(tzinfo=UTC)
+    except (FileNotFoundError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_bytes(orjson.dumps({"end": end.date().isoformat()}))
+        return end
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _work(settings: Settings, batch_size: int, group: str | None) -> None:
+    """--role worker: what `istore run` does (in a consumer group on Kafka)."""
+    worker = ProjectionWorker(settings, batch_size)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        click.echo("stopping after this batch", err=True)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if group:
+        click.echo(f"worker in consumer group {group}", err=True)
+    stats = worker.run(group=group)
+    click.echo(summary(stats), err=True)
+
+
+def _serve(
+    settings: Settings,
+    role: str,
+    host: str,
+    port: int,
+    log_level: str,
+    batch_size: int,
+    key: str | None,
+    contact: str | None,
+) -> None:
+    """Run uvicorn in this (main) thread and, for --role all, the worker in another.
+
+    1. Our own SIGTERM/SIGINT handlers go in first: uvicorn swaps in its own while it runs,
+       and re-raises the signal into ours once it has shut down, so the process exits 0.
+    2. The worker thread starts, then uvicorn serves until a signal (or the worker failing).
+    3. Then the worker is told to stop; it finishes its batch and the thread is joined.
+    """
+    import uvicorn
+
+    from interaction_store.api import create_app
+
+    app = create_app(settings, role=_APP_ROLES[role])
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+    )
+    worker = ProjectionWorker(settings, batch_size) if role == "all" else None
+    failures: list[BaseException] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        server.should_exit = True
+        if worker is not None:
+            worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    thread: threading.Thread | None = None
+    if worker is not None:
+
+        def work() -> None:
+            try:
+                worker.run(group=None)
+            except BaseException as exc:  # reported by the main thread, which then exits 1
+                failures.append(exc)
+                server.should_exit = True
+
+        thread = threading.Thread(target=work, name="projection-worker", daemon=True)
+        thread.start()
+    _announce(settings, role, host, port, key, contact)
+    try:
+        server.run()
+    finally:
+        if worker is not None and thread is not None:
+            click.echo("stopping the projection worker after its batch", err=True)
+            while thread.is_alive():
+                worker.stop()  # again: a stop before its run began would be forgotten
+                thread.join(0.2)
+        app.state.services.close()
+    if failures:
+        raise click.ClickException(f"the projection worker failed: {failures[0]}")
+    if not server.started:
+        sys.exit(1)  # uvicorn has said why (the port is taken, say)
+
+
+def _announce(
+    settings: Settings, role: str, host: str, port: int, key: str | None, contact: str | None
+) -> None:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base = f"http://{shown}:{port}" if ":" not in shown else f"http://[{shown}]:{port}"
+    what = {
+        "all": "ingest and read API, projection worker",
+        "ingest": "ingest API",
+        "read": "read API",
+    }[role]
+    click.echo(
+        f"serving {what} ({settings.backend} log) at {base}\n"
+        f"  API docs: {base}/docs   OpenAPI: {base}/openapi.json   health: {base}/readyz",
+        err=True,
+    )
+    auth = f"Authorization: Bearer {key}" if key else "Authorization: Bearer $ISTORE_KEY"
+    if role in ("all", "read"):
+        who = contact or "CONTACT_ID"
+        click.echo(f"  try: curl -H '{auth}' '{base}/v1/contacts/{who}/timeline?limit=5'", err=True)
+    if role in ("all", "ingest"):
+        click.echo(
+            f"  publish: curl -H '{auth}' -H 'Content-Type: application/json' "
+            f"--data-binary @events.json {base}/v1/events",
+            err=True,
+        )

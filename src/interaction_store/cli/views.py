@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from interaction_store.projection.runner import dead_letters, retry_dead_letters
 from interaction_store.projection.score_diff import diff_scores
 from interaction_store.projection.scoring import LeadScores, publish_outbox
 from interaction_store.projection.scoring_model import read_models
+from interaction_store.settings import Settings
 from interaction_store.views import open_store
 
 ERRORS: tuple[type[Exception], ...] = (*USER_ERRORS, ViewError)
@@ -44,6 +46,78 @@ def _after_batch(runner: ProjectionRunner, log: Any, store: Any) -> int:
     return published
 
 
+class ProjectionWorker:
+    """The projection worker of `istore run` and `istore serve`: keeps every live view up to
+    date with the log, publishing their outboxes (lead.sales_ready) after each batch.
+
+    :meth:`stop` may be called from a signal handler or another thread: the batch in hand is
+    finished, then :meth:`run` returns.
+    """
+
+    def __init__(self, settings: Settings, batch_size: int = 2000) -> None:
+        self.settings = settings
+        self.batch_size = batch_size
+        self._stopping = threading.Event()
+        self._runner: ProjectionRunner | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._runner is not None:
+            self._runner.stop()
+
+    def run(self, *, once: bool = False, group: str | None = None) -> RunStats:
+        """Follow the log until stopped (with ``once``: until caught up); ``group`` joins a
+        Kafka consumer group. Progress goes to stderr."""
+        settings = self.settings
+        with open_log(settings) as log, open_store(settings) as store:
+            registry = ViewRegistry(store)
+            infos = registry.ensure_defaults(settings)
+            projections = [build(i, settings) for i in infos]
+            runner = ProjectionRunner(log, store, projections, batch_size=self.batch_size)
+            for projection in projections:
+                if isinstance(projection, LeadScores):
+                    # A changed model means a replay, not a silent mix of two models.
+                    projection.check_models(store)
+            self._runner = runner
+            if self.stopping:
+                return runner.stats
+            names = ", ".join(i.instance for i in infos)
+            click.echo(f"projecting into {names}", err=True)
+            last = [time.monotonic()]
+            published = [0]
+
+            def on_batch(stats: RunStats) -> None:
+                published[0] += _after_batch(runner, log, store)
+                if self.stopping:
+                    runner.stop()  # a stop that came before the run began
+                if time.monotonic() - last[0] >= 5:
+                    last[0] = time.monotonic()
+                    lag = sum(runner.lag().values())
+                    click.echo(f"applied {stats.applied} events, lag {lag}", err=True)
+
+            stats = runner.run(follow=not once, group_id=group, on_batch=on_batch)
+            published[0] += _after_batch(runner, log, store)
+            # The outbox's events are in the log now, and the views read them too: with --once,
+            # apply them before exiting so that no lag is left (each is published only once).
+            while once and published[0] and not self.stopping:
+                published[0] = 0
+                stats = runner.run(follow=False, on_batch=on_batch)
+                published[0] += _after_batch(runner, log, store)
+        return stats
+
+
+def summary(stats: RunStats) -> str:
+    return (
+        f"applied {stats.applied} events in {stats.batches} batches "
+        f"(redelivered {stats.redelivered}, rejected {stats.rejected}, "
+        f"set aside {stats.dead_lettered})"
+    )
+
+
 @main.command()
 @click.option("--once", is_flag=True, help="Catch up with the log, then exit")
 @click.option("--group", help="Kafka consumer group (workers sharing partitions)")
@@ -54,54 +128,19 @@ def run(ctx: click.Context, once: bool, group: str | None, batch_size: int) -> N
 
     SIGTERM or Ctrl-C finishes the batch in hand, then stops.
     """
-    settings = settings_of(ctx)
+    worker = ProjectionWorker(settings_of(ctx), batch_size)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        click.echo("stopping after this batch", err=True)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
-        with open_log(settings) as log, open_store(settings) as store:
-            registry = ViewRegistry(store)
-            infos = registry.ensure_defaults(settings)
-            projections = [build(i, settings) for i in infos]
-            runner = ProjectionRunner(log, store, projections, batch_size=batch_size)
-            for projection in projections:
-                if isinstance(projection, LeadScores):
-                    # A changed model means a replay, not a silent mix of two models.
-                    projection.check_models(store)
-
-            stopping: list[bool] = []
-
-            def stop(signum: int, frame: FrameType | None) -> None:
-                click.echo("stopping after this batch", err=True)
-                stopping.append(True)
-                runner.stop()
-
-            signal.signal(signal.SIGTERM, stop)
-            signal.signal(signal.SIGINT, stop)
-            names = ", ".join(i.instance for i in infos)
-            click.echo(f"projecting into {names}", err=True)
-            last = [time.monotonic()]
-            published = [0]
-
-            def on_batch(stats: RunStats) -> None:
-                published[0] += _after_batch(runner, log, store)
-                if time.monotonic() - last[0] >= 5:
-                    last[0] = time.monotonic()
-                    lag = sum(runner.lag().values())
-                    click.echo(f"applied {stats.applied} events, lag {lag}", err=True)
-
-            stats = runner.run(follow=not once, group_id=group, on_batch=on_batch)
-            published[0] += _after_batch(runner, log, store)
-            # The outbox's events are in the log now, and the views read them too: with --once,
-            # apply them before exiting so that no lag is left (each is published only once).
-            while once and published[0] and not stopping:
-                published[0] = 0
-                stats = runner.run(follow=False, on_batch=on_batch)
-                published[0] += _after_batch(runner, log, store)
+        stats = worker.run(once=once, group=group)
     except ERRORS as exc:
         raise fail(exc) from exc
-    click.echo(
-        f"applied {stats.applied} events in {stats.batches} batches "
-        f"(redelivered {stats.redelivered}, rejected {stats.rejected}, "
-        f"set aside {stats.dead_lettered})"
-    )
+    click.echo(summary(stats))
 
 
 @main.command()
