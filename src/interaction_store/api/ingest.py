@@ -43,7 +43,7 @@ from interaction_store.api.services import Services
 from interaction_store.codec import EncodedEvent, EventRejected, decode
 from interaction_store.events import EVENT_TYPES
 from interaction_store.ingest import MAX_EVENT_BYTES, Outcome, validate_batch
-from interaction_store.log.base import Position
+from interaction_store.log.base import LogError, Position
 
 router = APIRouter(tags=["ingest"])
 
@@ -246,6 +246,8 @@ class Batch:
         value = item.get("event_id") if isinstance(item, dict) else None
         if value is None:
             return None
+        if isinstance(value, str) and len(value) == 36 and value == value.lower():
+            return value  # validated, so already the canonical form (the common case)
         try:
             return str(uuid.UUID(str(value)))
         except ValueError:
@@ -391,10 +393,19 @@ def _publish(
     """Parse and publish a batch; the answer's bytes and consistency token. Runs in the
     threadpool: parsing and publishing block."""
     batch = parse_batch(body, media, svc.settings.api_max_batch)
-    with svc.ingest_lock:
-        outcomes: Sequence[Outcome] = svc.ingest.publish_documents(
-            batch.docs, source=f"http:{key_name}:{request_id}", line_numbers=batch.lines
-        )
+    try:
+        with svc.ingest_lock:
+            outcomes: Sequence[Outcome] = svc.ingest.publish_documents(
+                batch.docs, source=f"http:{key_name}:{request_id}", line_numbers=batch.lines
+            )
+    except LogError as exc:
+        # Part of the batch may be stored: sending it again is safe (those are duplicates).
+        raise APIError(
+            503,
+            f"the log did not take the batch: {exc}. Send the batch again: events already "
+            "stored are answered as duplicates",
+            {"Retry-After": "5"},
+        ) from exc
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     written: list[Position] = []
     events: list[dict[str, Any]] = []
@@ -449,6 +460,7 @@ def _publish(
                 },
             },
         },
+        503: _problem(IngestProblem, "The log is unreachable: send the batch again later"),
         **_ERRORS,
     },
     openapi_extra=_REQUEST_BODY,
