@@ -192,7 +192,7 @@ def start_service(
         if _serve_has_workers():
             argv += ["--workers", str(workers)]
         else:  # the same app istore serve --role read runs, in several processes
-            argv = [sys.executable, "-m", "uvicorn", f"{__name__}:read_app", "--factory"]
+            argv = [sys.executable, "-m", "uvicorn", "bench.http:read_app", "--factory"]
             argv += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
             argv += ["--host", "127.0.0.1", "--port", str(port)]
     logs.mkdir(parents=True, exist_ok=True)
@@ -629,17 +629,17 @@ def sample_reads(url: str, contacts: Sequence[str], count: int, seed: int) -> di
         client.close()
     ok = statuses[200]
     return {
-        "statuses": dict(statuses),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "entries_per_page": round(entries / ok, 1) if ok else 0,
         "empty_pages": empty,
     }
 
 
-def bench_reads(run: Run, wrk: str, service: Service, loaded: Loaded, label: str) -> None:
+def bench_reads(run: Run, wrk: str, service: Service, loaded: Loaded, label: str, key: str) -> None:
     args = run.args
     sample = sample_reads(service.url, loaded.contacts, 200, args.seed)
     _say(f"{label}: sample of 200 timeline reads: {sample}")
-    if sample["statuses"].get(200, 0) < 100:
+    if sample["statuses"].get("200", 0) < 100:
         raise SystemExit(f"{label}: timeline reads mostly fail: {sample} ({service.tail()})")
     run_wrk(wrk, service.url, loaded.contacts_file, args.wrk_warmup, args.connections, 1)
     _say(f"{label}: wrk {args.duration:g}s, {args.connections} connections")
@@ -653,7 +653,6 @@ def bench_reads(run: Run, wrk: str, service: Service, loaded: Loaded, label: str
     )
     lat = result.latency_ms
     errors = sum(result.errors.values())
-    key = label.split(" ")[0]
     scaled = args.events != GOAL_SCALE
     at = f" at {args.events:,} events" if scaled else ""
     run.rows.append(
@@ -709,7 +708,7 @@ def _token(body: bytes) -> str | None:
 
 
 def freshness(
-    run: Run, ingest_url: str, read_url: str, contacts: Sequence[str], label: str
+    run: Run, ingest_url: str, read_url: str, contacts: Sequence[str], label: str, key: str
 ) -> None:
     """Per event: POST it, then read the contact's timeline until the event is on it (polling
     every ``--poll-ms``; or with ``--freshness-mode token``, one read passing the consistency
@@ -729,7 +728,7 @@ def freshness(
             if status != 200 or _accepted(body)["accepted"] != 1:
                 raise SystemExit(f"{label}: POST {status} {body[:300]!r}")
             token = _token(body) if args.freshness_mode == "token" else None
-            query = path + (f"&consistency_token={quote(token)}" if token else "")
+            query = path + (f"&consistency={quote(token)}" if token else "")
             deadline = started + FRESHNESS_TIMEOUT_S
             while True:
                 status, body = reader.get(query)
@@ -753,7 +752,6 @@ def freshness(
         reader.close()
     times.sort()
     p50, p99 = _percentile(times, 0.5), _percentile(times, 0.99)
-    key = label.split(" ")[0]
     run.rows.append(
         Row(
             f"freshness_{key}",
@@ -780,18 +778,28 @@ def freshness(
 
 
 def bench_embedded_reads(run: Run, wrk: str | None, loaded: Loaded) -> None:
+    """1. ``istore serve`` as it comes (role all: one process, the worker in a thread):
+    reads, then freshness. 2. With ``--workers`` > 1, reads again from the read role in that
+    many uvicorn processes over the same data folder (what more processes buy on SQLite)."""
     folder = embedded_data(run, loaded)
     args = run.args
-    service = start_service(
-        "embedded-all", "all", run.env_embedded(folder), run.tmp / "logs", workers=args.workers
-    )
-    label = f"embedded (istore serve, role all, {args.workers} worker(s))"
+    env = run.env_embedded(folder)
+    service = start_service("embedded-all", "all", env, run.tmp / "logs")
+    label = "embedded: istore serve (role all, 1 process)"
     try:
         if wrk is not None:
-            bench_reads(run, wrk, service, loaded, label)
+            bench_reads(run, wrk, service, loaded, label, "embedded")
         if args.freshness:
             _say(f"{label}: freshness of {args.freshness} events")
-            freshness(run, service.url, service.url, loaded.contacts, label)
+            freshness(run, service.url, service.url, loaded.contacts, label, "embedded")
+    finally:
+        service.stop()
+    if wrk is None or args.workers < 2:
+        return
+    service = start_service("embedded-read", "read", env, run.tmp / "logs", workers=args.workers)
+    label = f"embedded: role read, {args.workers} uvicorn workers"
+    try:
+        bench_reads(run, wrk, service, loaded, label, "embedded_read_workers")
     finally:
         service.stop()
 
@@ -812,9 +820,9 @@ def bench_kafka_reads(run: Run, wrk: str | None, loaded: Loaded, dsn: str) -> No
             workers=args.workers,
         )
         services.append(read)
-        label = f"kafka+postgres (istore serve --role read, {args.workers} worker(s))"
+        label = f"kafka+postgres: role read, {args.workers} uvicorn worker(s)"
         if wrk is not None:
-            bench_reads(run, wrk, read, loaded, label)
+            bench_reads(run, wrk, read, loaded, label, "kafka_postgres")
         if args.freshness:
             services.append(
                 start_service(
@@ -832,9 +840,9 @@ def bench_kafka_reads(run: Run, wrk: str | None, loaded: Loaded, dsn: str) -> No
                 run.tmp / "logs",
             )
             services.append(ingest)
-            label = "kafka+postgres (split: ingest, worker, read)"
+            label = "kafka+postgres: split roles (ingest, worker, read)"
             _say(f"{label}: freshness of {args.freshness} events")
-            freshness(run, ingest.url, read.url, loaded.contacts, label)
+            freshness(run, ingest.url, read.url, loaded.contacts, label, "kafka_postgres")
     finally:
         for service in reversed(services):
             service.stop()
@@ -851,11 +859,12 @@ def measure(args: argparse.Namespace, tmp: Path) -> Run:
     backends = ["embedded", "kafka"] if args.only is None else [args.only]
     wrk = None if args.no_reads else ensure_wrk()
     with ExitStack() as stack:
-        bootstrap, local_broker = stack.enter_context(kafka_broker(args, tmp))
-        run.bootstrap = bootstrap
-        run.info["kafka"] = {"bootstrap": bootstrap, "local_broker": local_broker}
-        if not local_broker:  # someone else's broker: leave no bench topics behind
-            stack.callback(lambda: delete_topics(bootstrap, run.created_topics))
+        if not args.no_ingest or "kafka" in backends:  # the ingest baseline is on Kafka too
+            bootstrap, local_broker = stack.enter_context(kafka_broker(args, tmp))
+            run.bootstrap = bootstrap
+            run.info["kafka"] = {"bootstrap": bootstrap, "local_broker": local_broker}
+            if not local_broker:  # someone else's broker: leave no bench topics behind
+                stack.callback(lambda: delete_topics(bootstrap, run.created_topics))
         if not args.no_ingest:
             bench_ingest(run, backends)
         if wrk is None and not args.freshness:
@@ -883,7 +892,7 @@ def report(run: Run, total_s: float) -> None:
     )
     if "documents" in info:
         print(f"documents: {info['documents']}")
-    kafka = info["kafka"]
+    kafka = info.get("kafka", {"bootstrap": "(not used)", "local_broker": False})
     print(
         f"kafka: {kafka['bootstrap']}"
         + (" (local broker started for this run)" if kafka["local_broker"] else "")
