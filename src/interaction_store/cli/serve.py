@@ -253,7 +253,7 @@ def _serve(
 
         def work() -> None:
             try:
-                worker.run(group=None)
+                click.echo(summary(worker.run(group=None)), err=True)
             except BaseException as exc:  # reported by the main thread, which then exits 1
                 failures.append(exc)
                 server.should_exit = True
