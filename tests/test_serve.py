@@ -160,6 +160,22 @@ def test_serve_runs_the_whole_store_in_one_process(tmp_path: Path, serving: list
     assert event["event_id"] in entry_ids(timeline)
     assert httpx.get(served.base + "/v1/positions", timeout=10).status_code == 401
 
+    # A key created while the server runs is taken up without a restart, with its role.
+    created = subprocess.run(
+        [sys.executable, "-m", "interaction_store.cli", "keys", "create", "crm", "--role", "sales"],
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    crm = {"Authorization": f"Bearer {created.stdout.decode().strip()}"}
+    deadline = time.monotonic() + STARTUP
+    while (answer := httpx.get(served.base + "/v1/positions", headers=crm)).status_code == 401:
+        assert time.monotonic() < deadline, f"the new key is still unknown:\n{served.text()}"
+        time.sleep(0.2)
+    assert answer.status_code == 200, answer.text
+    refused = httpx.post(served.base + "/v1/events", json=[event], headers=crm, timeout=30)
+    assert refused.status_code == 403, refused.text
+
     assert served.terminate() == 0, served.text()
     assert "stopping the projection worker after its batch" in served.text()
 
@@ -168,7 +184,7 @@ def test_serve_runs_the_whole_store_in_one_process(tmp_path: Path, serving: list
     again.wait_ready()
     out = again.text()
     assert KEY.findall(out) == [], "a key is shown only when it is created"
-    assert "access.toml has 1 key(s)" in out
+    assert "access.toml has 2 key(s)" in out
     assert re.search(r"accepted 0, duplicate [1-9]\d*, rejected 0", out), out
     still = httpx.get(
         f"{again.base}/v1/contacts/{contact.group(1)}/timeline", headers=headers, timeout=30

@@ -9,6 +9,7 @@ import signal
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +20,9 @@ import click
 import orjson
 from tqdm import tqdm
 
-from interaction_store.api.access import AccessConfig, add_key
+from interaction_store.api.access import AccessConfig, AccessError, add_key
 from interaction_store.api.app import Role as AppRole
+from interaction_store.api.services import Services
 from interaction_store.cli import main, settings_of
 from interaction_store.cli.views import ERRORS, ProjectionWorker, summary
 from interaction_store.codec import encode
@@ -260,10 +262,15 @@ def _serve(
 
         thread = threading.Thread(target=work, name="projection-worker", daemon=True)
         thread.start()
+    watching = threading.Event()
+    threading.Thread(
+        target=_watch_access, args=(app.state.services, watching), name="access", daemon=True
+    ).start()
     _announce(settings, role, host, port, key, contact)
     try:
         server.run()
     finally:
+        watching.set()
         if worker is not None and thread is not None:
             click.echo("stopping the projection worker after its batch", err=True)
             while thread.is_alive():
@@ -274,6 +281,32 @@ def _serve(
         raise click.ClickException(f"the projection worker failed: {failures[0]}")
     if not server.started:
         sys.exit(1)  # uvicorn has said why (the port is taken, say)
+
+
+def _watch_access(services: Services, done: threading.Event, every: float = 1.0) -> None:
+    """Read the access file again when it changes (`istore keys create|revoke` while the
+    server runs); a file broken mid-edit leaves the keys as they were, and says why."""
+    path = services.settings.access_path
+
+    def stamp() -> tuple[int, int] | None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    seen = stamp()
+    while not done.wait(every):
+        now = stamp()
+        if now == seen or now is None:
+            continue
+        seen = now
+        try:
+            services.reload_access()
+        except (AccessError, OSError) as exc:
+            click.echo(f"access: keeping the keys as they were: {exc}", err=True)
+        else:
+            click.echo(f"access: {path} read again ({len(services.access.keys)} key(s))", err=True)
 
 
 def _announce(
@@ -296,8 +329,18 @@ def _announce(
         who = contact or "CONTACT_ID"
         click.echo(f"  try: curl -H '{auth}' '{base}/v1/contacts/{who}/timeline?limit=5'", err=True)
     if role in ("all", "ingest"):
+        event = {
+            "event_id": str(uuid.uuid4()),
+            "type": "web.page_viewed",
+            "schema_version": 1,
+            "occurred_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "source": "curl",
+            "subject": {"contact_id": contact or "CONTACT_ID"},
+            "payload": {"url": "https://example.com/pricing"},
+        }
+        body = orjson.dumps([event]).decode()
         click.echo(
-            f"  publish: curl -H '{auth}' -H 'Content-Type: application/json' "
-            f"--data-binary @events.json {base}/v1/events",
+            f"  publish: curl -H '{auth}' -H 'Content-Type: application/json' -d '{body}' "
+            f"{base}/v1/events",
             err=True,
         )
