@@ -386,10 +386,15 @@ def post_batches(url: str, bodies: Sequence[bytes], clients: int) -> tuple[float
 def http_ingest(run: Run, what: str, service: Service, data: Data) -> tuple[float, float]:
     """Warm-up, then the measured documents; events/s and seconds."""
     clients = run.args.ingest_clients
-    post_batches(service.url, _bodies(data.warm_lines), clients)
     bodies = _bodies(data.lines)
-    _say(f"{what}: {len(data.lines):,} events in {len(bodies)} POSTs over {clients} connections")
-    seconds, outcomes = post_batches(service.url, bodies, clients)
+    try:
+        post_batches(service.url, _bodies(data.warm_lines), clients)
+        _say(f"{what}: {len(data.lines):,} events in {len(bodies)} POSTs, {clients} connections")
+        seconds, outcomes = post_batches(service.url, bodies, clients)
+    except SystemExit as exc:
+        tail = service.tail(200).splitlines()
+        cause = next((ln for ln in reversed(tail) if "Error" in ln), "")
+        raise SystemExit(f"{exc} [server: {cause}]\n" + "\n".join(tail[-40:])) from None
     if outcomes["accepted"] != len(data.lines):
         raise SystemExit(f"{what}: outcomes {dict(outcomes)}, expected all accepted")
     return len(data.lines) / seconds, seconds
@@ -459,6 +464,12 @@ def bench_ingest(run: Run, backends: list[str]) -> None:
             label = f"HTTP ingest, embedded (istore serve --role {args.embedded_role})"
         try:
             rate, seconds = http_ingest(run, label, service, data)
+        except SystemExit as exc:  # a failed figure is a result too: say so, go on
+            first = str(exc).splitlines()[0]
+            _say(f"{label} FAILED: {exc}")
+            run.rows.append(Row(f"ingest_{backend}", label, f"FAILED: {first[:90]}", "", False))
+            run.json["ingest"][backend] = {"error": str(exc)[-2000:]}
+            continue
         finally:
             service.stop()
         ratio = rate / raw_rate
