@@ -228,7 +228,8 @@ def decode_document(doc: Any) -> InteractionEvent:
                 )
             ],
         )
-    if event_type not in EVENT_TYPES:
+    # Not a string (a list, an object) is unknown too, and unhashable: test that first.
+    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
         rule_msg = (
             "type is required"
             if event_type is None

@@ -36,7 +36,10 @@ def personal(**kwargs: Any) -> Any:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # allow_inf_nan=False: JSON has no infinity; one would be stored as null and not read back.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False
+    )
 
 
 # RFC 3339 with an offset: the schema's way of saying "timezone-aware" without format checkers.
