@@ -422,18 +422,37 @@ def test_an_all_rejected_batch_has_no_token(embedded_settings: Settings) -> None
     assert [d.value for d in dead] == [b"{bad", b"[1]"]
 
 
-def test_json_the_validator_reads_but_orjson_does_not_gets_its_event_id(
-    embedded_settings: Settings,
-) -> None:
-    line = raw(type="web.page_viewed").replace(b"42", b"1e400")
-    with pytest.raises(orjson.JSONDecodeError):
-        orjson.loads(line)
+def test_an_infinite_number_is_refused_not_stored_as_null(embedded_settings: Settings) -> None:
+    # JSON has no infinity: once accepted, 1e400 was written as null and could not be read back.
+    line = raw(type="web.page_viewed").replace(b'"seconds_on_page":42', b'"seconds_on_page":1e400')
     with client(embedded_settings) as c:
-        r = post(c, line, LINES)
-    assert r.status_code == 200, r.text
-    assert (
-        r.json()["events"][0]["event_id"] == orjson.loads(line.replace(b"1e400", b"1"))["event_id"]
-    )
+        as_line = post(c, line + b"\n" + raw(), LINES)
+        in_array = post(c, b"[" + line + b"]", JSON)
+    assert as_line.status_code == 200, as_line.text
+    assert [e["status"] for e in as_line.json()["events"]] == ["rejected", "accepted"]
+    assert "infinity" in as_line.json()["events"][0]["violations"][0]["message"]
+    assert in_array.status_code == 400, in_array.text
+    assert in_array.json()["position"] == line.index(b"1e400") + 1
+    log_events, _ = stored(embedded_settings)
+    assert len(log_events) == 1
+
+
+@pytest.mark.parametrize("bad_type", [{}, [], 1, None])
+def test_a_type_that_is_not_a_string_is_rejected_alone(
+    embedded_settings: Settings, bad_type: Any
+) -> None:
+    bad = orjson.dumps(doc(type=bad_type, payload={}))
+    body = b"\n".join([bad, raw()])
+    with client(embedded_settings) as c:
+        published = post(c, body, LINES)
+        checked = post(c, body, LINES, path="/v1/events:validate")
+    for r in (published, checked):
+        assert r.status_code == 200, r.text
+        first = r.json()["events"][0]
+        assert first["status"] == "rejected"
+        assert first["violations"][0]["field"] == "type"
+        assert first["violations"][0]["rule"] == "known_type"
+    assert [e["status"] for e in published.json()["events"]] == ["rejected", "accepted"]
 
 
 def test_the_openapi_document_describes_both_formats_and_every_error(
@@ -445,7 +464,9 @@ def test_the_openapi_document_describes_both_formats_and_every_error(
         operation = spec["paths"][path]["post"]
         content = operation["requestBody"]["content"]
         assert content["application/json"]["schema"]["type"] == "array"
-        assert "event_id" in content["application/json"]["schema"]["items"]["required"]
+        # Any element is answered (a bad one as rejected): the envelope, or anything.
+        envelope, anything = content["application/json"]["schema"]["items"]["anyOf"]
+        assert "event_id" in envelope["required"] and anything == {}
         assert content["application/x-ndjson"]["schema"]["type"] == "string"
         responses = operation["responses"]
         assert {"200", "400", "401", "403", "413", "415", "422"} <= set(responses)

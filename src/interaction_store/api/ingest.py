@@ -210,7 +210,15 @@ _REQUEST_BODY = {
         "required": True,
         "description": "A batch of events: a JSON array, or JSON Lines",
         "content": {
-            JSON: {"schema": {"type": "array", "minItems": 1, "items": _ENVELOPE}},
+            JSON: {
+                "schema": {
+                    "type": "array",
+                    "minItems": 1,
+                    # Any element is answered (a bad one as rejected), so the request schema
+                    # may not refuse one: an event envelope, or anything else.
+                    "items": {"anyOf": [_ENVELOPE, {}]},
+                }
+            },
             **{media: _LINES_BODY for media in LINES},
         },
     }
