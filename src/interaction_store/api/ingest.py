@@ -201,6 +201,7 @@ _ENVELOPE: dict[str, Any] = {
 _LINES_BODY = {
     "schema": {
         "type": "string",
+        "pattern": r"\S",  # at least one line that is not blank
         "description": "JSON Lines: one event document per line; blank lines are skipped",
     }
 }
