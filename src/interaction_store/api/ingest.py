@@ -250,7 +250,7 @@ class Batch:
             try:
                 item = orjson.loads(self.docs[i])
             except orjson.JSONDecodeError:
-                # The validator reads JSON that orjson refuses (1e400, say): ask it instead.
+                # Should the validator read JSON that orjson refuses, ask it instead of failing.
                 return str(decode(self.docs[i]).event_id)
         value = item.get("event_id") if isinstance(item, dict) else None
         if value is None:
