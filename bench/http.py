@@ -394,7 +394,8 @@ def http_ingest(run: Run, what: str, service: Service, data: Data) -> tuple[floa
     except SystemExit as exc:
         tail = service.tail(200).splitlines()
         cause = next((ln for ln in reversed(tail) if "Error" in ln), "")
-        raise SystemExit(f"{exc} [server: {cause}]\n" + "\n".join(tail[-40:])) from None
+        state = "running" if service.proc.poll() is None else f"exited {service.proc.returncode}"
+        raise SystemExit(f"{exc} [server {state}: {cause}]\n" + "\n".join(tail[-40:])) from None
     if outcomes["accepted"] != len(data.lines):
         raise SystemExit(f"{what}: outcomes {dict(outcomes)}, expected all accepted")
     return len(data.lines) / seconds, seconds
