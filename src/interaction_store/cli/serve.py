@@ -14,20 +14,22 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 from tqdm import tqdm
 
 from interaction_store.api.access import AccessConfig, AccessError, add_key
-from interaction_store.api.app import Role as AppRole
 from interaction_store.api.services import Services
 from interaction_store.cli import main, settings_of
 from interaction_store.cli.views import ERRORS, ProjectionWorker, summary
 from interaction_store.codec import encode
 from interaction_store.events import InteractionEvent
 from interaction_store.settings import Settings
+
+if TYPE_CHECKING:
+    from interaction_store.api.app import Role as AppRole
 
 ROLES = ("all", "ingest", "worker", "read")
 _APP_ROLES: dict[str, AppRole] = {"all": "all", "ingest": "ingest", "read": "read"}
