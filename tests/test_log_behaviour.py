@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from interaction_store.events import InteractionEvent
 from interaction_store.log import DeadLetter, EventLog, LogRecord, Position, open_log
 from interaction_store.settings import Settings
 from tests.factories import event
@@ -152,6 +153,40 @@ class LogBehaviour:
         # Everything after each partition's resume point, nothing before it.
         assert later <= ids | skipped
         assert all(r.position.offset >= start[(topic, r.position.partition)] for r in got)
+
+    def test_publishers_at_the_same_time_lose_nothing(self, settings: Settings) -> None:
+        # An ingest API and a projection worker's outbox publish into the same log at once,
+        # each with its own connection; the same ids come through both.
+        shared = [event() for _ in range(50)]
+        batches = [[*shared[i::4], *(event() for _ in range(100))] for i in range(4)]
+        errors: list[BaseException] = []
+        positions: list[Position] = []
+        lock = threading.Lock()
+
+        def publish(mine: list[list[InteractionEvent]]) -> None:
+            try:
+                with open_log(settings) as own:
+                    for batch in mine:
+                        for _ in range(3):  # the same batch again: all duplicates
+                            appended = own.publish(batch)
+                            with lock:
+                                positions.extend(a.position for a in appended if not a.duplicate)
+            except BaseException as exc:  # reported by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=publish, args=([b, b[::-1]],)) for b in batches]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        expected = {e.event_id for b in batches for e in b}
+        assert len(positions) == len(set(positions)) == len(expected)
+        with open_log(settings) as log:
+            stored = [
+                r.event().event_id for t in log.catalog.event_topics for r in read_all(log, t.name)
+            ]
+        assert sorted(map(str, stored)) == sorted(map(str, expected))
 
     def test_a_batch_of_100000_events(self, log: EventLog) -> None:
         contacts = [uuid.uuid4() for _ in range(1000)]

@@ -29,6 +29,16 @@ from interaction_store.log.base import (
 from interaction_store.settings import Settings
 
 LOG_FILE = "log.sqlite"
+WRITE_LOCK = "write_lock"
+
+
+def _write_lock(c: SQLiteCursor) -> None:
+    """Take SQLite's write lock now, waiting for it (up to the lock timeout). A transaction
+    that reads first cannot become the writer once another connection has committed: SQLite
+    answers "database is locked" at once, without waiting. Appends read before they write
+    (known ids, the last offset), and an ingest API publishes while a projection worker
+    publishes its outbox; a write of no row, first, makes them wait their turn instead."""
+    c.execute(f"UPDATE {WRITE_LOCK} SET id = id WHERE 0")
 
 
 def _table(topic: str) -> str:
@@ -76,6 +86,7 @@ class EmbeddedLog(EventLog):
                 "CREATE TABLE IF NOT EXISTS event_ids (event_id BLOB PRIMARY KEY, topic TEXT) "
                 "WITHOUT ROWID"
             )
+            c.execute(f"CREATE TABLE IF NOT EXISTS {WRITE_LOCK} (id INTEGER PRIMARY KEY)")
 
     def _recorder(self, topic: str) -> _TopicRecorder:
         try:
@@ -88,6 +99,7 @@ class EmbeddedLog(EventLog):
     def append(self, records: Sequence[EncodedEvent]) -> list[Appended]:
         out: list[Appended | None] = [None] * len(records)
         with self.datastore.transaction(commit=True) as c:
+            _write_lock(c)
             raw = c.sqlite_cursor
             # 1. Which ids are in the log already (one query per 500 ids, not one per event).
             known: dict[bytes, str] = {}
@@ -148,6 +160,7 @@ class EmbeddedLog(EventLog):
             for letter in letters
         ]
         with self.datastore.transaction(commit=True) as c:
+            _write_lock(c)
             first = self.recorders[topic].append(c, rows)
         return [Position(topic, 0, first + n) for n in range(len(rows))]
 
