@@ -19,6 +19,9 @@ from interaction_store.codec import EncodedEvent, decode
 from interaction_store.events import InteractionEvent
 from interaction_store.settings import Settings
 
+TYPE_HEADER = "istore.type"
+"""The record header holding the event type (Kafka), so a reader can route without decoding."""
+
 
 class LogError(RuntimeError):
     """The log could not do what was asked; the message says why and what to do."""
@@ -75,6 +78,15 @@ class LogRecord:
     value: bytes
     stored_key: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    stored_type: str | None = None
+    """The event type as the log stored it beside the value (the embedded log does)."""
+
+    @property
+    def type(self) -> str | None:
+        """The event type the log says the record holds (without decoding it), if it says."""
+        if self.stored_type is not None:
+            return self.stored_type
+        return self.headers.get(TYPE_HEADER)
 
     @property
     def key(self) -> str | None:

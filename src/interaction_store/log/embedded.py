@@ -177,18 +177,22 @@ class EmbeddedLog(EventLog):
             raise LogError(f"the embedded topic {topic} has one partition (0), not {partition}")
         if offset < 0:
             raise LogError(f"offset must be >= 0, got {offset}")
-        # The recorder's select_notifications also parses ids and topics we do not need;
-        # reading just (rowid, state) from its table is several times faster.
+        # The recorder's select_notifications also parses ids we do not need; reading just
+        # (rowid, topic, state) from its table is several times faster. Its topic column holds
+        # the event type, which lets a runner skip records no view wants without decoding.
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                f"SELECT rowid, state FROM {recorder.events_table_name} "
+                f"SELECT rowid, topic, state FROM {recorder.events_table_name} "
                 "WHERE rowid>=? ORDER BY rowid LIMIT ?",
                 (offset + 1, limit),
             )
             rows = c.fetchall()
         if topic == self.catalog.dead_letter.name:
-            return [_dead_record(topic, rowid - 1, state) for rowid, state in rows]
-        return [LogRecord(Position(topic, 0, rowid - 1), state) for rowid, state in rows]
+            return [_dead_record(topic, rowid - 1, state) for rowid, _, state in rows]
+        return [
+            LogRecord(Position(topic, 0, rowid - 1), state, None, {}, event_type)
+            for rowid, event_type, state in rows
+        ]
 
     def close(self) -> None:
         self.datastore.close()

@@ -23,6 +23,7 @@ from kafka.partitioner.default import murmur2
 
 from interaction_store.catalog import StreamCatalog, TopicSpec
 from interaction_store.codec import EncodedEvent
+from interaction_store.log.base import TYPE_HEADER as TYPE_HEADER  # where it was defined before
 from interaction_store.log.base import (
     Appended,
     DeadLetter,
@@ -32,8 +33,6 @@ from interaction_store.log.base import (
     Position,
 )
 from interaction_store.settings import Settings
-
-TYPE_HEADER = "istore.type"
 
 
 class EventIdIndex:

@@ -28,6 +28,12 @@ class Projection(ABC):
     kind: str = ""
     """The view's kind: timeline, consent, lead_scores, profiles."""
 
+    event_types: frozenset[str] | None = None
+    """The event types ``apply`` can use; None: any. A runner whose views all name theirs does
+    not decode a record of another type (the log says a record's type without decoding it);
+    ``wants`` still has the last word on each decoded event. Must cover every type ``wants``
+    accepts, or the view would differ from one built without the filter."""
+
     def __init__(self, instance: str | None = None) -> None:
         instance = instance or self.kind
         if not _INSTANCE.match(instance):
@@ -100,6 +106,11 @@ def _normal(row: Sequence[object]) -> tuple[object, ...]:
 
 def iso(moment: datetime) -> str:
     """A timestamp as sortable text in UTC (microseconds, ``Z``): the same on every backend."""
+    offset = moment.utcoffset()
+    if offset is not None and not offset and moment.year >= 1000:
+        # Already UTC (as events are): isoformat is several times faster than strftime, and
+        # gives the same text (strftime does not pad years before 1000, so those go below).
+        return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

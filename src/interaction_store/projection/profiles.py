@@ -15,15 +15,17 @@ import orjson
 
 from interaction_store.codec import to_document
 from interaction_store.events import (
+    EVENT_TYPES,
     AccountMembership,
     ContactsMerged,
     IdentityLinked,
     InteractionEvent,
 )
 from interaction_store.projection.base import Projection, chunks, iso, placeholders
-from interaction_store.views.base import Cursor
+from interaction_store.views.base import Cursor, insert_rows
 
 PROFILE_PREFIXES = ("contact.", "account.", "lead.", "identity.")
+PROFILE_TYPES = frozenset(t for t in EVENT_TYPES if t.startswith(PROFILE_PREFIXES))
 
 LEAD_STATUS = {
     "lead.created": "open",
@@ -34,11 +36,44 @@ LEAD_STATUS = {
 
 CONTACT_FIELDS = ("first_name", "last_name", "email", "phone", "is_child", "guardian_contact_id")
 
+_EVENT_COLUMNS = ("kind", "entity_id", "occurred_at", "event_id", "type", "doc")
+_EVENT_KEY = ("kind", "entity_id", "event_id")
+
+_FOLDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    # entity kind -> (table, its columns in the order a fold returns them, its key)
+    "contact": (
+        "contacts",
+        ("contact_id", *CONTACT_FIELDS, "merged_into", "created_at", "updated_at"),
+        ("contact_id",),
+    ),
+    "member": (
+        "members",
+        ("account_id", "contact_id", "member", "since"),
+        ("account_id", "contact_id"),
+    ),
+    "account": ("accounts", ("account_id", "name", "created_at"), ("account_id",)),
+    "lead": (
+        "leads",
+        (
+            "lead_id",
+            "parent_contact_id",
+            "parent_account_id",
+            "topic",
+            "status",
+            "created_at",
+            "updated_at",
+        ),
+        ("lead_id",),
+    ),
+    "identity": ("identities", ("anonymous_id", "contact_id", "linked_at"), ("anonymous_id",)),
+}
+
 
 class Profiles(Projection):
     """Who is who: the rows the timeline, consent and lead-score views look people up in."""
 
     kind = "profiles"
+    event_types = PROFILE_TYPES
 
     @property
     def tables(self) -> dict[str, str]:
@@ -114,16 +149,14 @@ class Profiles(Projection):
                 touched[kind].add(entity)
         if not rows:
             return
-        cursor.executemany(
-            f"INSERT INTO {self.table('events')} VALUES (%s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (kind, entity_id, event_id) DO NOTHING",
-            rows,
-        )
+        insert_rows(cursor, self.table("events"), _EVENT_COLUMNS, rows, _EVENT_KEY)
         for kind, ids in touched.items():
             history = self._history(cursor, kind, sorted(ids))
             fold = getattr(self, f"_fold_{kind}")
-            for entity_id, docs in history.items():
-                fold(cursor, entity_id, docs)
+            table, columns, key = _FOLDS[kind]
+            folded = [fold(entity_id, docs) for entity_id, docs in history.items()]
+            update = [c for c in columns if c not in key]
+            insert_rows(cursor, self.table(table), columns, folded, key, update)
 
     def _history(
         self, cursor: Cursor, kind: str, ids: list[str]
@@ -140,9 +173,9 @@ class Profiles(Projection):
                 out[entity_id].append(orjson.loads(doc))
         return out
 
-    # Each fold writes one entity's row from its whole history, oldest first.
+    # Each fold makes one entity's row from its whole history, oldest first.
 
-    def _fold_contact(self, cursor: Cursor, contact_id: str, docs: list[dict[str, Any]]) -> None:
+    def _fold_contact(self, contact_id: str, docs: list[dict[str, Any]]) -> tuple[Any, ...]:
         row: dict[str, Any] = dict.fromkeys(CONTACT_FIELDS)
         created = merged_into = None
         for d in docs:
@@ -156,42 +189,23 @@ class Profiles(Projection):
             for f in CONTACT_FIELDS:
                 if payload.get(f) is not None:
                     row[f] = payload[f]
-        updated = iso_of(docs[-1])
-        cursor.execute(
-            f"INSERT INTO {self.table('contacts')} VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (contact_id) DO UPDATE SET "
-            "first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, "
-            "email = EXCLUDED.email, phone = EXCLUDED.phone, is_child = EXCLUDED.is_child, "
-            "guardian_contact_id = EXCLUDED.guardian_contact_id, "
-            "merged_into = EXCLUDED.merged_into, created_at = EXCLUDED.created_at, "
-            "updated_at = EXCLUDED.updated_at",
-            (
-                contact_id,
-                *(row[f] for f in CONTACT_FIELDS),
-                merged_into,
-                created and iso_text(created),
-                updated,
-            ),
+        return (
+            contact_id,
+            *(row[f] for f in CONTACT_FIELDS),
+            merged_into,
+            created and iso_text(created),
+            iso_of(docs[-1]),
         )
 
-    def _fold_member(self, cursor: Cursor, key: str, docs: list[dict[str, Any]]) -> None:
+    def _fold_member(self, key: str, docs: list[dict[str, Any]]) -> tuple[Any, ...]:
         account_id, contact_id = key.split("|", 1)
         last = docs[-1]
-        cursor.execute(
-            f"INSERT INTO {self.table('members')} VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT (account_id, contact_id) DO UPDATE SET member = EXCLUDED.member, "
-            "since = EXCLUDED.since",
-            (account_id, contact_id, last["type"] == "contact.joined_account", iso_of(last)),
-        )
+        return (account_id, contact_id, last["type"] == "contact.joined_account", iso_of(last))
 
-    def _fold_account(self, cursor: Cursor, account_id: str, docs: list[dict[str, Any]]) -> None:
-        cursor.execute(
-            f"INSERT INTO {self.table('accounts')} VALUES (%s, %s, %s) ON CONFLICT (account_id) "
-            "DO UPDATE SET name = EXCLUDED.name, created_at = EXCLUDED.created_at",
-            (account_id, docs[-1]["payload"]["name"], iso_of(docs[0])),
-        )
+    def _fold_account(self, account_id: str, docs: list[dict[str, Any]]) -> tuple[Any, ...]:
+        return (account_id, docs[-1]["payload"]["name"], iso_of(docs[0]))
 
-    def _fold_lead(self, cursor: Cursor, lead_id: str, docs: list[dict[str, Any]]) -> None:
+    def _fold_lead(self, lead_id: str, docs: list[dict[str, Any]]) -> tuple[Any, ...]:
         parent_contact = parent_account = topic = created = None
         status = "open"
         for d in docs:
@@ -202,23 +216,11 @@ class Profiles(Projection):
                 topic = p.get("topic") or topic
                 created = created or iso_of(d)
             status = LEAD_STATUS.get(d["type"], status)
-        cursor.execute(
-            f"INSERT INTO {self.table('leads')} VALUES (%s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (lead_id) DO UPDATE SET parent_contact_id = EXCLUDED.parent_contact_id, "
-            "parent_account_id = EXCLUDED.parent_account_id, topic = EXCLUDED.topic, "
-            "status = EXCLUDED.status, created_at = EXCLUDED.created_at, "
-            "updated_at = EXCLUDED.updated_at",
-            (lead_id, parent_contact, parent_account, topic, status, created, iso_of(docs[-1])),
-        )
+        return (lead_id, parent_contact, parent_account, topic, status, created, iso_of(docs[-1]))
 
-    def _fold_identity(self, cursor: Cursor, anonymous_id: str, docs: list[dict[str, Any]]) -> None:
+    def _fold_identity(self, anonymous_id: str, docs: list[dict[str, Any]]) -> tuple[Any, ...]:
         last = docs[-1]
-        cursor.execute(
-            f"INSERT INTO {self.table('identities')} VALUES (%s, %s, %s) "
-            "ON CONFLICT (anonymous_id) DO UPDATE SET contact_id = EXCLUDED.contact_id, "
-            "linked_at = EXCLUDED.linked_at",
-            (anonymous_id, last["payload"]["contact_id"], iso_of(last)),
-        )
+        return (anonymous_id, last["payload"]["contact_id"], iso_of(last))
 
 
 def iso_text(text: str) -> str:

@@ -3,7 +3,11 @@ ONE transaction, so a view is effectively-once however often the log redelivers.
 
 A batch goes through these steps:
 1. decode each record; one that breaks the contract (published straight to Kafka, say) goes
-   to the dead-letter topic with the reason, and its position still counts as done;
+   to the dead-letter topic with the reason, and its position still counts as done. A record
+   the log says is of a type no view of this runner wants (``Projection.event_types``) is not
+   decoded at all: its position counts as done too (a replay of the consent view skips the
+   nine interactions in ten it has no use for). The runners that want its type, the live
+   worker among them, are the ones that decode it and dead-letter it if it is bad;
 2. per view, drop records at or before that view's tracked position (redeliveries);
 3. in one transaction: apply the rest to every view, then track each partition's last offset
    with the eventsourcing tracking recorder (which refuses to go backwards);
@@ -22,7 +26,7 @@ from datetime import UTC, datetime
 from eventsourcing.persistence import IntegrityError
 
 from interaction_store.codec import EventRejected, collector_paused
-from interaction_store.events import InteractionEvent
+from interaction_store.events import EVENT_TYPES, InteractionEvent
 from interaction_store.log.base import DeadLetter, EventLog, LogRecord
 from interaction_store.projection.base import Projection
 from interaction_store.views.base import Cursor, TrackedPositions, ViewStore
@@ -54,10 +58,25 @@ class RunStats:
     batches: int = 0
     rejected: int = 0
     dead_lettered: int = 0
+    skipped: int = 0
+    """Records of types no view of the runner wants, passed over without decoding."""
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 Record = tuple[LogRecord, InteractionEvent]
+
+_TYPE_MARKS = {t: f'"type":"{t}"'.encode() for t in EVENT_TYPES}
+"""How each type appears in a record's JSON (compact, as the log stores it)."""
+
+
+def wanted_types(projections: Sequence[Projection]) -> frozenset[str] | None:
+    """The event types any of the views wants; None if one of them takes any type."""
+    out: set[str] = set()
+    for p in projections:
+        if p.event_types is None:
+            return None
+        out |= p.event_types
+    return frozenset(out)
 
 
 class ProjectionRunner:
@@ -95,6 +114,7 @@ class ProjectionRunner:
         self.topics = list(topics) if topics else [t.name for t in log.catalog.event_topics]
         self.stats = RunStats()
         self.tracked: dict[str, TrackedPositions] = {}
+        self.wanted = wanted_types(self.projections)
         self._stop = False
         self.ensure_schema()
 
@@ -243,7 +263,17 @@ class ProjectionRunner:
     def _decode(self, records: Sequence[LogRecord]) -> list[Record]:
         out: list[Record] = []
         bad: list[DeadLetter] = []
+        wanted = self.wanted
+        skipped = 0
         for r in records:
+            if wanted is not None:
+                t = r.type
+                # Skipped only when the log names a known type that the value says too: a
+                # header that disagrees with its record (or none) means decoding as usual.
+                mark = _TYPE_MARKS.get(t) if t is not None and t not in wanted else None
+                if mark is not None and mark in r.value:
+                    skipped += 1
+                    continue
             try:
                 event = r.event()
             except EventRejected as exc:
@@ -255,6 +285,7 @@ class ProjectionRunner:
         if bad:
             self.log.dead_letter(bad)
             self.stats.rejected += len(bad)
+        self.stats.skipped += skipped
         return out
 
     def _apply(

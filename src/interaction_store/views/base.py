@@ -102,6 +102,65 @@ def open_store(settings: Settings) -> ViewStore:
     return cls.from_settings(settings)
 
 
+def insert_rows(
+    cursor: Cursor,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    key: Sequence[str] = (),
+    update: Sequence[str] = (),
+) -> None:
+    """``INSERT INTO table (columns)`` the rows; with ``key``, ``ON CONFLICT (key) DO NOTHING``,
+    or with ``update`` too ``DO UPDATE SET`` those columns. The same as ``executemany`` of that
+    statement, rows in order (a key repeated in ``rows``: the first row inserts, the later
+    ones do what the conflict clause says), in as few round trips as the backend allows."""
+    if not rows:
+        return
+    bulk = getattr(cursor, "insert_rows", None)
+    if bulk is not None:
+        bulk(table, columns, rows, key, update)
+        return
+    cursor.executemany(insert_sql(table, columns, key, update), rows)
+
+
+def insert_sql(
+    table: str, columns: Sequence[str], key: Sequence[str] = (), update: Sequence[str] = ()
+) -> str:
+    values = ", ".join(["%s"] * len(columns))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}){conflict(key, update)}"
+
+
+def conflict(key: Sequence[str], update: Sequence[str]) -> str:
+    if not key:
+        return ""
+    action = (
+        "DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in update)
+        if update
+        else "DO NOTHING"
+    )
+    return f" ON CONFLICT ({', '.join(key)}) {action}"
+
+
+def update_rows(
+    cursor: Cursor,
+    table: str,
+    columns: Sequence[str],
+    key: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """``UPDATE table SET columns WHERE key`` for each row (``columns`` values, then ``key``
+    values), as ``executemany`` would; a key repeated in ``rows``: the last row wins."""
+    if not rows:
+        return
+    bulk = getattr(cursor, "update_rows", None)
+    if bulk is not None:
+        bulk(table, columns, key, rows)
+        return
+    sets = ", ".join(f"{c} = %s" for c in columns)
+    where = " AND ".join(f"{k} = %s" for k in key)
+    cursor.executemany(f"UPDATE {table} SET {sets} WHERE {where}", rows)
+
+
 def rows_as_dicts(cursor: Cursor, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
     for row in cursor.fetchall():
         yield dict(zip(columns, row, strict=True))

@@ -3,6 +3,7 @@ recorder, in the same transaction as the view rows."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -14,9 +15,13 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 
 from interaction_store.settings import Settings
-from interaction_store.views.base import Cursor, ViewStore, tracking_name
+from interaction_store.views.base import Cursor, ViewStore, conflict, insert_sql, tracking_name
 
 TRACKING_TABLE = "istore_tracking"
+
+STAGE_MIN_ROWS = 24
+"""From this many rows on, bulk writes go through COPY into a staging table: a few round
+trips, and a tenth of the client CPU of ``executemany`` (one bound statement per row)."""
 
 
 class _Cursor:
@@ -36,6 +41,67 @@ class _Cursor:
 
     def fetchall(self) -> list[Any]:
         return self.raw.fetchall()
+
+    def insert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        key: Sequence[str],
+        update: Sequence[str],
+    ) -> None:
+        """See :func:`interaction_store.views.base.insert_rows`."""
+        if len(rows) < STAGE_MIN_ROWS:
+            self.raw.executemany(insert_sql(table, columns, key, update), rows)
+            return
+        if key:
+            rows = _first_then_updates(columns, rows, key, update)
+        cols = ", ".join(columns)
+        stage = self._stage(table, columns, rows)
+        self.raw.execute(
+            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}{conflict(key, update)}; "
+            f"DELETE FROM {stage}"
+        )
+
+    def update_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        """See :func:`interaction_store.views.base.update_rows`."""
+        if len(rows) < STAGE_MIN_ROWS:
+            sets = ", ".join(f"{c} = %s" for c in columns)
+            where = " AND ".join(f"{k} = %s" for k in key)
+            self.raw.executemany(f"UPDATE {table} SET {sets} WHERE {where}", rows)
+            return
+        n = len(columns)
+        last = {tuple(row[n:]): row for row in rows}  # executemany: the last row wins
+        stage = self._stage(table, [*columns, *key], list(last.values()))
+        sets = ", ".join(f"{c} = s.{c}" for c in columns)
+        where = " AND ".join(f"t.{k} = s.{k}" for k in key)
+        self.raw.execute(
+            f"UPDATE {table} t SET {sets} FROM {stage} s WHERE {where}; DELETE FROM {stage}"
+        )
+
+    def _stage(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]] | None = None
+    ) -> str:
+        """A temporary table with ``columns`` of ``table`` (emptied at commit), holding
+        ``rows`` (COPY)."""
+        cols = ", ".join(columns)
+        stage = "istore_stage_" + hashlib.sha1(f"{table}({cols})".encode()).hexdigest()[:16]
+        # IF NOT EXISTS each time: a table made in a transaction that then rolled back is gone.
+        self.raw.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+            f"SELECT {cols} FROM {table} WITH NO DATA"
+        )
+        if rows is not None:
+            with self.raw.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return stage
 
 
 class PostgresViewStore(ViewStore):
@@ -89,3 +155,27 @@ class PostgresViewStore(ViewStore):
 
     def close(self) -> None:
         self.datastore.close()
+
+
+def _first_then_updates(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    key: Sequence[str],
+    update: Sequence[str],
+) -> list[Sequence[Any]]:
+    """One row per key, as ``executemany`` of the INSERT would leave it: the first row of a
+    key, with the ``update`` columns of its last one (none: the first row as it is)."""
+    at = [columns.index(k) for k in key]
+    changed = [columns.index(c) for c in update]
+    out: dict[tuple[Any, ...], Sequence[Any]] = {}
+    for row in rows:
+        k = tuple(row[i] for i in at)
+        first = out.get(k)
+        if first is None:
+            out[k] = row
+        elif changed:
+            merged = list(first)
+            for i in changed:
+                merged[i] = row[i]
+            out[k] = merged
+    return list(out.values())

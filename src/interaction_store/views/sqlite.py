@@ -18,6 +18,8 @@ from interaction_store.views.base import Cursor, ViewStore, tracking_name
 
 VIEWS_FILE = "views.sqlite"
 LOCKS_TABLE = "istore_locks"
+WAL_CHECKPOINT_PAGES = 16384
+"""Pages (4 kB) the write-ahead log may grow to before a commit copies it into the file."""
 
 
 @lru_cache(maxsize=1024)
@@ -73,6 +75,9 @@ class SQLiteViewStore(ViewStore):
                 # re-applies them; a crashed process loses nothing. (Set outside the
                 # transaction: SQLite ignores it inside one.)
                 conn.cursor().execute("PRAGMA synchronous=NORMAL")
+                # A batch writes a few MB; checkpointing the WAL into the file at every commit
+                # (the default, from 4 MB on) rewrote the same index pages again and again.
+                conn.cursor().execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             with conn.transaction(commit=commit) as c:
                 yield _Cursor(c.sqlite_cursor)
 

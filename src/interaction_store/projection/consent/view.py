@@ -16,8 +16,10 @@ from interaction_store.projection.consent.ledger import CONSENT_TYPES, Ledger, f
 from interaction_store.projection.consent.rules import ConsentRules
 from interaction_store.projection.consent.state import CONTACT_FIELDS, PREFERENCES, UnknownContact
 from interaction_store.settings import Settings
-from interaction_store.views.base import Cursor
+from interaction_store.views.base import Cursor, insert_rows, update_rows
 
+_AUDIT_COLUMNS = ("contact_id", "occurred_at", "event_id", "type", "source", "facts", "changes")
+_AUDIT_KEY = ("contact_id", "event_id")
 _STATE_TABLES = ("contacts", "sources", "lists", "contact_points", "undeliverable")
 
 
@@ -35,6 +37,12 @@ class Consent(Projection):
         self.rules = rules if rules is not None else ConsentRules.load()
         self.opt_outs = self.rules.opt_outs.enabled()
         self.types = CONSENT_TYPES | self.opt_outs
+        self.event_types = self.types
+        # Each table's column names, in order (its definition up to the key clause).
+        self._columns = {
+            name: tuple(c.split()[0] for c in columns.split(", PRIMARY KEY")[0].split(", "))
+            for name, columns in self.tables.items()
+        }
 
     @classmethod
     def from_settings(cls, settings: Settings, instance: str | None = None) -> Consent:
@@ -99,11 +107,7 @@ class Consent(Projection):
             )
         if not rows:
             return
-        cursor.executemany(
-            f"INSERT INTO {self.table('audit')} VALUES (%s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (contact_id, event_id) DO NOTHING",
-            rows,
-        )
+        insert_rows(cursor, self.table("audit"), _AUDIT_COLUMNS, rows, _AUDIT_KEY)
         self._refold(cursor, sorted({r[0] for r in rows}))
 
     def _refold(self, cursor: Cursor, contact_ids: list[str]) -> None:
@@ -130,12 +134,7 @@ class Consent(Projection):
                 ledger.apply(changes, occurred_at, event_id, event_type)
             for name, table_rows in _state_rows(contact_id, ledger).items():
                 state[name].extend(table_rows)
-        if resolved:
-            cursor.executemany(
-                f"UPDATE {self.table('audit')} SET changes = %s "
-                "WHERE contact_id = %s AND event_id = %s",
-                resolved,
-            )
+        update_rows(cursor, self.table("audit"), ("changes",), _AUDIT_KEY, resolved)
         # Rewritten whole: a late event can move a row's key (a STOP that now knows the number).
         for part in chunks(contact_ids):
             for name in _STATE_TABLES:
@@ -145,11 +144,7 @@ class Consent(Projection):
                     part,
                 )
         for name, table_rows in state.items():
-            if table_rows:
-                cursor.executemany(
-                    f"INSERT INTO {self.table(name)} VALUES ({placeholders(len(table_rows[0]))})",
-                    table_rows,
-                )
+            insert_rows(cursor, self.table(name), self._columns[name], table_rows)
 
     # ------------------------------------------------------------------ reading
 

@@ -11,10 +11,26 @@ from interaction_store.codec import to_document
 from interaction_store.events import CURRENT_VERSIONS, EVENT_TYPES
 from interaction_store.projection.scoring.leads import LeadContext, TableNames
 from interaction_store.projection.scoring.points import LeadMatches, micros
-from interaction_store.views.base import Cursor
+from interaction_store.views.base import Cursor, insert_rows
 
 SALES_READY_NAMESPACE = uuid.UUID("6f1d3c52-8a51-4c1e-9d0e-5b7c2a40e1a7")
 SALES_READY_SOURCE = "istore.lead_scores"
+
+_SCORE_COLUMNS = (
+    "lead_id",
+    "model",
+    "model_version",
+    "status",
+    "reason",
+    "lead_status",
+    "score",
+    "grade",
+    "counted",
+    "as_of",
+    "sales_ready",
+    "sales_ready_at",
+)
+_SCORE_KEY = ("lead_id", "model")
 
 
 def sales_ready_event_id(model: str, lead_id: str) -> uuid.UUID:
@@ -94,17 +110,7 @@ def write_rows(
     outbox: list[tuple[object, ...]],
     withdrawn: list[tuple[str, str]],
 ) -> None:
-    if scores:
-        cursor.executemany(
-            f"INSERT INTO {n.own('scores')} VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (lead_id, model) DO UPDATE SET model_version = EXCLUDED.model_version, "
-            "status = EXCLUDED.status, reason = EXCLUDED.reason, "
-            "lead_status = EXCLUDED.lead_status, score = EXCLUDED.score, "
-            "grade = EXCLUDED.grade, counted = EXCLUDED.counted, as_of = EXCLUDED.as_of, "
-            "sales_ready = EXCLUDED.sales_ready, sales_ready_at = EXCLUDED.sales_ready_at",
-            scores,
-        )
+    insert_rows(cursor, n.own("scores"), _SCORE_COLUMNS, scores, _SCORE_KEY, _SCORE_COLUMNS[2:])
     if outbox:
         # A late event can move the crossing earlier: the row follows (same event id).
         cursor.executemany(

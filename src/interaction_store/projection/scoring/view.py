@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from interaction_store.events import (
+    EVENT_TYPES,
     AccountMembership,
     ContactsMerged,
     IdentityLinked,
@@ -40,7 +41,19 @@ from interaction_store.projection.scoring.outbox import published_ddl
 from interaction_store.projection.scoring.points import LeadMatches
 from interaction_store.projection.scoring.scores import outbox_row, score_row, write_rows
 from interaction_store.settings import Settings
-from interaction_store.views.base import Cursor, ViewStore
+from interaction_store.views.base import Cursor, ViewStore, insert_rows
+
+_MATCH_COLUMNS = (
+    "model",
+    "event_id",
+    "rule_id",
+    "subject_key",
+    "type",
+    "occurred_at",
+    "points",
+    "once_key",
+)
+_MATCH_KEY = ("model", "event_id", "rule_id")
 
 
 class ModelsChanged(ValueError):
@@ -98,6 +111,8 @@ class LeadScores(Projection):
         for model in models:
             for event_type, rules in model.compile().items():
                 self._by_type[event_type].extend(rules)
+        scored = frozenset(self._by_type) - UNSCORED_TYPES
+        self.event_types = scored | (self.profiles.event_types or frozenset(EVENT_TYPES))
 
     @classmethod
     def from_settings(cls, settings: Settings, instance: str | None = None) -> LeadScores:
@@ -264,12 +279,7 @@ class LeadScores(Projection):
                     key = (rule.model, subject)
                     if key not in fresh or at < fresh[key]:
                         fresh[key] = at
-        if rows:
-            cursor.executemany(
-                f"INSERT INTO {self.table('matches')} VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (model, event_id, rule_id) DO NOTHING",
-                rows,
-            )
+        insert_rows(cursor, self.table("matches"), _MATCH_COLUMNS, rows, _MATCH_KEY)
         return fresh
 
     def _rescore(

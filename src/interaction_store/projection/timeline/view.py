@@ -30,10 +30,25 @@ from interaction_store.projection.timeline.query import (
 )
 from interaction_store.projection.timeline.settings import SENT, TimelineSettings
 from interaction_store.settings import Settings
-from interaction_store.views.base import Cursor, ViewStore
+from interaction_store.views.base import Cursor, ViewStore, insert_rows, update_rows
 
-_INSERT_ENTRY = placeholders(14)
-_ENTRY_KEY = "subject_kind = %s AND subject_id = %s AND occurred_at = %s AND event_id = %s"
+_ENTRY = tuple(ENTRY_COLUMNS.split(", "))
+_ENTRY_KEY = ("subject_kind", "subject_id", "occurred_at", "event_id")
+_STATUS = ("status", "status_at", "status_detail")
+_REPORT = (
+    "subject_kind",
+    "subject_id",
+    "event_id",
+    "occurred_at",
+    "type",
+    "channel",
+    "message_id",
+    "campaign_id",
+    "journey_id",
+    "status",
+    "detail",
+)
+_REPORT_KEY = ("subject_kind", "subject_id", "event_id")
 _MessageKey = tuple[str, str, str, str]
 
 
@@ -66,6 +81,7 @@ class Timeline(Projection):
         self.settings = settings if settings is not None else TimelineSettings.load()
         s = self.settings
         self._wanted = s.entry_types | s.corrections.keys()
+        self.event_types = frozenset(self._wanted)
 
     @property
     def tables(self) -> dict[str, str]:
@@ -154,19 +170,8 @@ class Timeline(Projection):
                 (kind, subject_id, *head, permission, *message, preview, *state)
                 for kind, subject_id in self.subjects(event)
             ]
-        if entries:
-            cursor.executemany(
-                f"INSERT INTO {self.table('entries')} ({ENTRY_COLUMNS}) "
-                f"VALUES ({_INSERT_ENTRY}) "
-                "ON CONFLICT (subject_kind, subject_id, occurred_at, event_id) DO NOTHING",
-                entries,
-            )
-        if reports:
-            cursor.executemany(
-                f"INSERT INTO {self.table('reports')} VALUES ({placeholders(11)}) "
-                "ON CONFLICT (subject_kind, subject_id, event_id) DO NOTHING",
-                reports,
-            )
+        insert_rows(cursor, self.table("entries"), _ENTRY, entries, _ENTRY_KEY)
+        insert_rows(cursor, self.table("reports"), _REPORT, reports, _REPORT_KEY)
         if touched:
             self._settle(cursor, sorted(touched))
 
@@ -225,24 +230,10 @@ class Timeline(Projection):
                         stand_ins.append((kind, subject_id, *head, *ids, detail, *latest))
         table = self.table("entries")
         if deletes:
-            cursor.executemany(
-                f"DELETE FROM {table} WHERE {_ENTRY_KEY}",
-                deletes,
-            )
-        if updates:
-            cursor.executemany(
-                f"UPDATE {table} SET status = %s, status_at = %s, status_detail = %s "
-                f"WHERE {_ENTRY_KEY}",
-                updates,
-            )
-        if stand_ins:
-            cursor.executemany(
-                f"INSERT INTO {table} ({ENTRY_COLUMNS}) VALUES ({_INSERT_ENTRY}) "
-                "ON CONFLICT (subject_kind, subject_id, occurred_at, event_id) DO UPDATE SET "
-                "status = EXCLUDED.status, status_at = EXCLUDED.status_at, "
-                "status_detail = EXCLUDED.status_detail",
-                stand_ins,
-            )
+            where = " AND ".join(f"{k} = %s" for k in _ENTRY_KEY)
+            cursor.executemany(f"DELETE FROM {table} WHERE {where}", deletes)
+        update_rows(cursor, table, _STATUS, _ENTRY_KEY, updates)
+        insert_rows(cursor, table, _ENTRY, stand_ins, _ENTRY_KEY, _STATUS)
 
     # ------------------------------------------------------------------ reading
 
