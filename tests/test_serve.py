@@ -210,10 +210,22 @@ def test_serve_roles_split_ingest_worker_and_read_on_kafka_and_postgres(
             ISTORE_DATA_DIR=str(kafka_settings.data_dir),
             ISTORE_ACCESS_FILE=str(access),
         )
-        ingest = start(serving, tmp_path, env, "ingest", "--role", "ingest")
+        # Ingest and read in two server processes each (settings reach them through the
+        # environment, the command line's included).
+        ingest = start(serving, tmp_path, env, "ingest", "--role", "ingest", "--workers", "2")
         group = f"serve-test-{uuid.uuid4().hex[:8]}"
         worker = start(serving, tmp_path, env, "worker", "--role", "worker", "--group", group)
-        read = start(serving, tmp_path, env, "read", "--role", "read")
+        read = start(
+            serving,
+            tmp_path,
+            env,
+            "read",
+            "--role",
+            "read",
+            "--workers",
+            "2",
+            "--no-access-log",
+        )
         ingest.wait_ready()
         read.wait_ready(worker)  # ready once the worker has registered the live views
         for served in (ingest, read):
@@ -247,3 +259,17 @@ def test_serve_roles_split_ingest_worker_and_read_on_kafka_and_postgres(
             assert served.terminate() == 0, served.text()
         assert f"worker in consumer group {group}" in worker.text()
         assert "applied " in worker.text()
+
+
+def test_serve_refuses_several_processes_for_the_projection_worker(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from interaction_store.cli import main
+
+    for role in ("all", "worker"):
+        result = CliRunner().invoke(
+            main,
+            ["--data-dir", str(tmp_path), "serve", "--role", role, "--workers", "2"],
+        )
+        assert result.exit_code == 2, result.output
+        assert "--workers 2 needs --role ingest or read" in result.output

@@ -4,15 +4,14 @@ operational endpoints (health, readiness, metrics). ``istore serve`` runs it on 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from fastapi import FastAPI, Request
-from starlette.responses import Response
-from starlette.routing import Match
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interaction_store import __version__
 from interaction_store.api import errors, ingest, ops, read
+from interaction_store.api.metrics import Metrics
 from interaction_store.api.services import Services
 from interaction_store.settings import Settings
 
@@ -47,27 +46,37 @@ def create_app(
     if role in ("all", "read"):
         app.include_router(read.router)
     app.include_router(ops.router)
-    metrics = app.state.services.metrics
-
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = _route_of(app, request)
-        metrics.latency.labels(request.method, route, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
-        return response
-
+    app.add_middleware(_Measure, metrics=app.state.services.metrics)
     return app
 
 
-def _route_of(app: FastAPI, request: Request) -> str:
-    """The route's path template (bounded label values), or "(unmatched)"."""
-    for route in app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "(unmatched)"))
-    return "(unmatched)"
+class _Measure:
+    """Request latency by route template, method and status: a plain ASGI middleware (no
+    extra task per request, unlike one made with ``@app.middleware``)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            # The router leaves the matched route in the scope: its template is a bounded
+            # label value (the path itself, with ids in it, would not be).
+            route = scope.get("route")
+            path = getattr(route, "path", None) if route is not None else None
+            self.metrics.latency.labels(
+                scope["method"], path or "(unmatched)", str(status[0])
+            ).observe(time.perf_counter() - started)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
+from pydantic import SecretStr
 from tqdm import tqdm
 
 from interaction_store.api.access import AccessConfig, AccessError, add_key
@@ -80,6 +81,19 @@ events again (reported as duplicates) rather than a second, shifted year."""
     show_default=True,
     help="Of the HTTP server (requests are logged at info)",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="HTTP server processes (--role ingest or read): one core each",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="Log each request (at info)",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -91,6 +105,8 @@ def serve(
     group: str | None,
     batch_size: int,
     log_level: str,
+    workers: int,
+    access_log: bool,
 ) -> None:
     """Run the HTTP API (docs at /docs) and the projection worker.
 
@@ -103,6 +119,11 @@ def serve(
         raise click.UsageError("--demo publishes events: use it with --role all or ingest")
     if group is not None and settings.backend != "kafka":
         raise click.UsageError("--group needs the Kafka log (--backend kafka)")
+    if workers > 1 and role not in ("ingest", "read"):
+        raise click.UsageError(
+            f"--workers {workers} needs --role ingest or read: --role {role} runs the "
+            "projection worker, which is one process (run more `--role worker` for more)"
+        )
     try:
         contact = publish_demo(settings, demo_contacts, seed) if demo_contacts else None
         if role == "worker":
@@ -111,7 +132,11 @@ def serve(
         key = ensure_access(settings)
     except ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
-    _serve(settings, role, host, port, log_level, batch_size, key, contact)
+    if workers > 1:
+        _announce(settings, role, host, port, key, contact)
+        _serve_processes(settings, role, host, port, log_level, workers, access_log)
+        return
+    _serve(settings, role, host, port, log_level, batch_size, key, contact, access_log)
 
 
 def _default_group(settings: Settings) -> str | None:
@@ -226,6 +251,7 @@ def _serve(
     batch_size: int,
     key: str | None,
     contact: str | None,
+    access_log: bool = True,
 ) -> None:
     """Run uvicorn in this (main) thread and, for --role all, the worker in another.
 
@@ -240,7 +266,14 @@ def _serve(
 
     app = create_app(settings, role=_APP_ROLES[role])
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=access_log,
+            timeout_graceful_shutdown=10,
+        )
     )
     worker = ProjectionWorker(settings, batch_size) if role == "all" else None
     failures: list[BaseException] = []
@@ -283,6 +316,57 @@ def _serve(
         raise click.ClickException(f"the projection worker failed: {failures[0]}")
     if not server.started:
         sys.exit(1)  # uvicorn has said why (the port is taken, say)
+
+
+SETTINGS_ENV = "ISTORE_SERVE_SETTINGS"
+ROLE_ENV = "ISTORE_SERVE_ROLE"
+
+
+def _serve_processes(
+    settings: Settings,
+    role: str,
+    host: str,
+    port: int,
+    log_level: str,
+    workers: int,
+    access_log: bool,
+) -> None:
+    """Several uvicorn processes on one port (uvicorn's supervisor restarts one that dies).
+    Each builds its app with :func:`process_app` from the settings passed in the environment:
+    the command line's options included, secrets too (the environment is the process's own)."""
+    import uvicorn
+
+    data = settings.model_dump(mode="json")
+    for name, value in settings:
+        if isinstance(value, SecretStr):
+            data[name] = value.get_secret_value()
+    os.environ[SETTINGS_ENV] = orjson.dumps(data).decode()
+    os.environ[ROLE_ENV] = role
+    uvicorn.run(
+        f"{__name__}:process_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=access_log,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def process_app() -> Any:
+    """The app of one of several server processes (see :func:`_serve_processes`)."""
+    from interaction_store.api import create_app
+
+    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
+    app = create_app(settings, role=_APP_ROLES[os.environ[ROLE_ENV]])
+    threading.Thread(
+        target=_watch_access,
+        args=(app.state.services, threading.Event()),
+        name="access",
+        daemon=True,
+    ).start()
+    return app
 
 
 def _watch_access(services: Services, done: threading.Event, every: float = 1.0) -> None:
