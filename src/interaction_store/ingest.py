@@ -94,6 +94,24 @@ class Ingest:
             checked = validate_batch(docs, self.clock(), self.max_event_bytes)
             return self._publish_checked(docs, checked, source, line_numbers)
 
+    def validate(self, docs: Sequence[bytes]) -> list[EncodedEvent | EventRejected]:
+        """The first half of :meth:`publish_documents`: each document validated and encoded
+        (or why not). Callers publishing from several threads validate outside their lock."""
+        return validate_batch(docs, self.clock(), self.max_event_bytes)
+
+    def publish_validated(
+        self,
+        docs: Sequence[bytes],
+        checked: Sequence[EncodedEvent | EventRejected],
+        source: str,
+        line_numbers: Sequence[int] | None = None,
+    ) -> list[Outcome]:
+        """The second half: publish what :meth:`validate` made of ``docs``."""
+        if len(checked) != len(docs):
+            raise ValueError(f"{len(checked)} results for {len(docs)} documents")
+        with collector_paused():
+            return self._publish_checked(docs, checked, source, line_numbers)
+
     def _publish_checked(
         self,
         docs: Sequence[bytes],

@@ -402,10 +402,16 @@ def _publish(
     """Parse and publish a batch; the answer's bytes and consistency token. Runs in the
     threadpool: parsing and publishing block."""
     batch = parse_batch(body, media, svc.settings.api_max_batch)
+    # Validation (most of the CPU) runs outside the lock: one request is validated while
+    # another one's batch waits for the log's acknowledgement.
+    checked = svc.ingest.validate(batch.docs)
     try:
         with svc.ingest_lock:
-            outcomes: Sequence[Outcome] = svc.ingest.publish_documents(
-                batch.docs, source=f"http:{key_name}:{request_id}", line_numbers=batch.lines
+            outcomes: Sequence[Outcome] = svc.ingest.publish_validated(
+                batch.docs,
+                checked,
+                source=f"http:{key_name}:{request_id}",
+                line_numbers=batch.lines,
             )
     except LogError as exc:
         # Part of the batch may be stored: sending it again is safe (those are duplicates).
