@@ -83,12 +83,18 @@ def test_large_batches_with_duplicates_equal_small_ones(log: EventLog, store: Vi
     assert build_views(log, store, "large", large) == small
 
 
-def test_postgresql_views_equal_sqlite_ones(
-    log: EventLog, store: ViewStore, tmp_path: Path
-) -> None:
-    if store.dialect != "postgres":
-        pytest.skip("compares PostgreSQL with SQLite")
-    every = records(log)
-    ours = build_views(log, store, "pg", [every])
-    with SQLiteViewStore(tmp_path / "compare.sqlite") as sqlite:
-        assert build_views(log, sqlite, "pg", [every]) == ours
+def test_postgresql_views_equal_sqlite_ones(postgres_admin: str, tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from tests.postgres_server import fresh_database
+
+    settings = Settings(backend="embedded", data_dir=tmp_path / "data")
+    with fresh_database(postgres_admin) as dsn, open_log(settings) as log:
+        log.publish(EVENTS)
+        every = records(log)
+        pg_settings = settings.model_copy(update={"postgres_dsn": SecretStr(dsn)})
+        with open_store(pg_settings) as postgres:
+            assert postgres.dialect == "postgres"
+            ours = build_views(log, postgres, "pg", [every])
+        with SQLiteViewStore(tmp_path / "compare.sqlite") as sqlite:
+            assert build_views(log, sqlite, "pg", [every]) == ours
