@@ -187,14 +187,9 @@ def start_service(
     if port is not None:
         argv += ["--host", "127.0.0.1", "--port", str(port)]
     if workers > 1:
-        if role != "read":
-            raise SystemExit(f"{name}: several uvicorn workers only for the read role")
-        if _serve_has_workers():
-            argv += ["--workers", str(workers)]
-        else:  # the same app istore serve --role read runs, in several processes
-            argv = [sys.executable, "-m", "uvicorn", "bench.http:read_app", "--factory"]
-            argv += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
-            argv += ["--host", "127.0.0.1", "--port", str(port)]
+        if role not in ("ingest", "read"):
+            raise SystemExit(f"{name}: several server processes only for the ingest and read roles")
+        argv += ["--workers", str(workers), "--no-access-log"]
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{name}.log"
     with log_path.open("wb") as out:
@@ -219,22 +214,6 @@ def start_service(
             service.stop()
             raise SystemExit(f"{name} not ready in {READY_TIMEOUT_S:.0f}s:\n{service.tail()}")
         time.sleep(0.2)
-
-
-def _serve_has_workers() -> bool:
-    """Whether ``istore serve`` takes --workers (else the bench runs uvicorn itself)."""
-    out = subprocess.run(
-        [sys.executable, *_CLI, "serve", "--help"], capture_output=True, text=True, check=False
-    )
-    return "--workers" in out.stdout
-
-
-def read_app() -> Any:
-    """The app ``istore serve --role read`` serves, from the ISTORE_* environment: for
-    ``uvicorn --factory --workers N`` while ``istore serve`` runs a single process."""
-    from interaction_store.api import create_app
-
-    return create_app(Settings(), role="read")
 
 
 class Client:
@@ -457,7 +436,9 @@ def bench_ingest(run: Run, backends: list[str]) -> None:
         if backend == "kafka":
             env = run.env_kafka("ingest", run.tmp / "svc-ingest")
             ensure_topics(run, "ingest")
-            service = start_service("ingest-kafka", "ingest", env, run.tmp / "logs")
+            service = start_service(
+                "ingest-kafka", "ingest", env, run.tmp / "logs", workers=args.ingest_workers
+            )
             label = "HTTP ingest, Kafka (istore serve --role ingest)"
         else:
             env = run.env_embedded(run.tmp / "ingest-embedded")
@@ -993,6 +974,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--broker-warmup", type=int, default=30_000, help="records sent to warm the broker"
     )
     p.add_argument("--workers", type=int, default=2, help="uvicorn workers of the read services")
+    p.add_argument(
+        "--ingest-workers",
+        type=int,
+        default=2,
+        help="uvicorn workers of the Kafka ingest service (`istore serve --role ingest --workers`)",
+    )
     p.add_argument("--duration", type=float, default=20.0, help="seconds of wrk per read figure")
     p.add_argument("--wrk-warmup", type=float, default=3.0, help="seconds of wrk before it")
     p.add_argument("--connections", type=int, default=8, help="wrk connections")
