@@ -1,5 +1,9 @@
 """FastAPI dependencies that authenticate the caller by API key and check its role.
 
+They are coroutines although they do not wait for anything: FastAPI runs a plain function
+dependency in its threadpool, a thread hop per dependency per request that cost more than
+the rest of a timeline read.
+
 The key comes in ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. 401 when it is
 missing or unknown, 403 when the key's role lacks the right.
 """
@@ -26,7 +30,12 @@ def services(request: Request) -> Services:
     return found
 
 
-def caller(
+async def services_dependency(request: Request) -> Services:
+    """:func:`services` as a dependency (``Depends(services_dependency)``)."""
+    return services(request)
+
+
+async def caller(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
@@ -46,7 +55,7 @@ def caller(
 Caller = Annotated[Principal, Depends(caller)]
 
 
-def publisher(principal: Caller) -> Principal:
+async def publisher(principal: Caller) -> Principal:
     if not principal.role.publish:
         raise APIError(
             403, f"key {principal.key_name!r} (role {principal.role.name}) may not publish"
@@ -54,7 +63,7 @@ def publisher(principal: Caller) -> Principal:
     return principal
 
 
-def timeline_reader(principal: Caller) -> Principal:
+async def timeline_reader(principal: Caller) -> Principal:
     if not principal.role.read:
         raise APIError(
             403,
@@ -64,7 +73,7 @@ def timeline_reader(principal: Caller) -> Principal:
     return principal
 
 
-def consent_reader(principal: Caller) -> Principal:
+async def consent_reader(principal: Caller) -> Principal:
     if not principal.role.consent:
         raise APIError(
             403, f"key {principal.key_name!r} (role {principal.role.name}) may not read consent"
@@ -72,7 +81,7 @@ def consent_reader(principal: Caller) -> Principal:
     return principal
 
 
-def scores_reader(principal: Caller) -> Principal:
+async def scores_reader(principal: Caller) -> Principal:
     if not principal.role.scores:
         raise APIError(
             403,

@@ -28,7 +28,7 @@ from interaction_store.api.auth import (
     ConsentReader,
     ScoresReader,
     TimelineReader,
-    services,
+    services_dependency,
 )
 from interaction_store.api.consistency import BadToken, Positions, parse, wait_until_applied
 from interaction_store.api.errors import PROBLEM, APIError
@@ -54,7 +54,7 @@ from interaction_store.projection.timeline import MAX_LIMIT, Timeline, decode_cu
 
 router = APIRouter(tags=["read"])
 
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(services_dependency)]
 
 MAX_WAIT = 60.0
 """The largest ``wait`` a request may ask for (the settings cap it lower)."""
@@ -384,9 +384,12 @@ class ReadAfter:
 
     required: Positions | None
     timeout: float
+    tokens: tuple[tuple[str, str, str, Positions], ...] = ()
+    """(where, parameter, token, positions) of each token given: checked against the log
+    (which needs I/O) in the handler's thread, just before waiting."""
 
 
-def read_after(
+async def read_after(
     svc: Svc,
     consistency: Annotated[
         str | None,
@@ -412,6 +415,7 @@ def read_after(
     cap = svc.settings.consistency_timeout
     timeout = cap if wait is None else min(wait, cap)
     required: Positions = {}
+    given: list[tuple[str, str, str, Positions]] = []
     for where, name, token in (
         ("query", "consistency", consistency),
         ("header", "X-Consistency-Token", consistency_header),
@@ -422,10 +426,10 @@ def read_after(
             positions = parse(token)
         except BadToken as exc:
             raise _invalid(where, name, token, str(exc)) from None
-        _check_log(svc, where, name, token, positions)
+        given.append((where, name, token, positions))
         for key, offset in positions.items():
             required[key] = max(required.get(key, -1), offset)
-    return ReadAfter(required or None, timeout)
+    return ReadAfter(required or None, timeout, tuple(given))
 
 
 def _check_log(svc: Services, where: str, name: str, token: str, positions: Positions) -> None:
@@ -469,7 +473,7 @@ class TimelineQuery:
     limit: int
 
 
-def timeline_query(
+async def timeline_query(
     channel: Annotated[
         list[str] | None,
         Query(description="Only these channels (repeatable), e.g. email, sms, chat"),
@@ -544,6 +548,8 @@ def _await(
     an unknown id, when live) have applied the token's positions; 504 when they do not."""
     if after.required is None:
         return
+    for where, name, token, positions in after.tokens:
+        _check_log(svc, where, name, token, positions)
     instances = [svc.read.view(kind).instance for kind in read]
     for kind in probed:
         try:
