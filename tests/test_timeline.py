@@ -333,6 +333,26 @@ def test_an_account_rolls_up_its_members(log: EventLog, store: ViewStore) -> Non
     assert timeline.query(store, anonymous_id=visitor, now=NOW).total == 1
 
 
+def test_a_big_account_is_read_in_parts_with_the_same_pages(
+    log: EventLog, store: ViewStore
+) -> None:
+    # More members than one statement carries: the read goes part by part, and still gives
+    # every entry once, newest first, with the right total on every page.
+    account = uuid.uuid4()
+    members = [uuid.uuid4() for _ in range(510)]
+    events: list[InteractionEvent] = []
+    for i, contact in enumerate(members):
+        payload = {"account_id": str(account)}
+        events.append(event(type="contact.joined_account", contact=contact, at=0, payload=payload))
+        events.append(event(type="email.opened", contact=contact, at=10 + i))
+    timeline = project(log, store, events)
+    pages, ids = every_page(timeline, store, 200, account_id=account)
+    assert [len(p.entries) for p in pages] == [200, 200, 110]
+    assert {p.total for p in pages} == {510}
+    opened = [e for e in events if e.type == "email.opened"]
+    assert ids == [str(e.event_id) for e in reversed(opened)]
+
+
 # --------------------------------------------------------------------------- corrections
 
 
