@@ -273,3 +273,33 @@ def test_serve_refuses_several_processes_for_the_projection_worker(tmp_path: Pat
         )
         assert result.exit_code == 2, result.output
         assert "--workers 2 needs --role ingest or read" in result.output
+
+
+def children_of(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_serve_stops_with_an_error_when_its_projection_worker_dies(
+    tmp_path: Path, serving: list[Served]
+) -> None:
+    env = clean_env(ISTORE_DATA_DIR=str(tmp_path / "data"))
+    served = start(serving, tmp_path, env, "serve")
+    served.wait_ready()
+    workers = [
+        pid
+        for pid in children_of(served.process.pid)
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert workers, "the projection worker runs in a child process"
+    os.kill(workers[0], signal.SIGKILL)
+    assert served.process.wait(timeout=STOP) == 1
+    assert "the projection worker failed: it exited with code -9" in served.text()

@@ -1,6 +1,6 @@
-"""``istore serve``: the HTTP API on uvicorn and the projection worker, in one process (the
-embedded zero-setup store) or one role per process (ingest, worker, read) on Kafka and
-PostgreSQL."""
+"""``istore serve``: the HTTP API on uvicorn and the projection worker, with one command (the
+embedded zero-setup store: the worker in a child process) or one role per process (ingest,
+worker, read) on Kafka and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from multiprocessing import get_context
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -275,28 +277,32 @@ def _serve(
             timeout_graceful_shutdown=10,
         )
     )
-    worker = ProjectionWorker(settings, batch_size) if role == "all" else None
-    failures: list[BaseException] = []
+    child: BaseProcess | None = None
+    failures: list[str] = []
 
     def stop(signum: int, frame: FrameType | None) -> None:
         server.should_exit = True
-        if worker is not None:
-            worker.stop()
+        if child is not None and child.is_alive():
+            child.terminate()  # SIGTERM: it finishes its batch
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    thread: threading.Thread | None = None
-    if worker is not None:
+    if role == "all":
+        # The worker runs in a process of its own: projecting is CPU work that would
+        # otherwise hold this process's interpreter lock while requests wait.
+        child = get_context("spawn").Process(
+            target=_work_in_child, args=(settings, batch_size), name="projection-worker"
+        )
+        child.start()
+        running = child
 
-        def work() -> None:
-            try:
-                click.echo(summary(worker.run(group=None)), err=True)
-            except BaseException as exc:  # reported by the main thread, which then exits 1
-                failures.append(exc)
+        def watch() -> None:
+            running.join()
+            if not server.should_exit:  # it ended on its own: a failure
+                failures.append(f"it exited with code {running.exitcode}")
                 server.should_exit = True
 
-        thread = threading.Thread(target=work, name="projection-worker", daemon=True)
-        thread.start()
+        threading.Thread(target=watch, name="worker-watch", daemon=True).start()
     watching = threading.Event()
     threading.Thread(
         target=_watch_access, args=(app.state.services, watching), name="access", daemon=True
@@ -306,16 +312,36 @@ def _serve(
         server.run()
     finally:
         watching.set()
-        if worker is not None and thread is not None:
+        if child is not None:
             click.echo("stopping the projection worker after its batch", err=True)
-            while thread.is_alive():
-                worker.stop()  # again: a stop before its run began would be forgotten
-                thread.join(0.2)
+            if child.is_alive():
+                child.terminate()
+            child.join(WORKER_STOP)
+            if child.is_alive():
+                click.echo(f"the worker did not stop in {WORKER_STOP:g} s: killed", err=True)
+                child.kill()
+                child.join()
         app.state.services.close()
     if failures:
         raise click.ClickException(f"the projection worker failed: {failures[0]}")
     if not server.started:
         sys.exit(1)  # uvicorn has said why (the port is taken, say)
+
+
+WORKER_STOP = 60.0
+"""Seconds the projection worker has to finish its batch after the server stopped."""
+
+
+def _work_in_child(settings: Settings, batch_size: int) -> None:
+    """The projection worker of `serve --role all`, in its own process."""
+    worker = ProjectionWorker(settings, batch_size)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    click.echo(summary(worker.run(group=None)), err=True)
 
 
 SETTINGS_ENV = "ISTORE_SERVE_SETTINGS"
