@@ -54,6 +54,17 @@ class PublishReport:
         )
 
 
+@dataclass(frozen=True)
+class Validated:
+    """A batch of documents with what :meth:`Ingest.validate` made of each, and where they
+    came from (kept with dead letters: ``source:line``)."""
+
+    docs: Sequence[bytes]
+    checked: Sequence[EncodedEvent | EventRejected]
+    source: str
+    line_numbers: Sequence[int] | None = None
+
+
 MAX_EVENT_BYTES = 512 * 1024
 """Larger documents are rejected: Kafka's default record limit is 1 MB, and an interaction
 that big is a bug upstream (an attachment pasted into a field, say)."""
@@ -92,7 +103,7 @@ class Ingest:
         ``source`` (and the line number, default the index + 1) is kept with dead letters."""
         with collector_paused():
             checked = validate_batch(docs, self.clock(), self.max_event_bytes)
-            return self._publish_checked(docs, checked, source, line_numbers)
+            return self._publish_checked([Validated(docs, checked, source, line_numbers)])[0]
 
     def validate(self, docs: Sequence[bytes]) -> list[EncodedEvent | EventRejected]:
         """The first half of :meth:`publish_documents`: each document validated and encoded
@@ -107,44 +118,45 @@ class Ingest:
         line_numbers: Sequence[int] | None = None,
     ) -> list[Outcome]:
         """The second half: publish what :meth:`validate` made of ``docs``."""
-        if len(checked) != len(docs):
-            raise ValueError(f"{len(checked)} results for {len(docs)} documents")
-        with collector_paused():
-            return self._publish_checked(docs, checked, source, line_numbers)
+        return self.publish_many([Validated(docs, checked, source, line_numbers)])[0]
 
-    def _publish_checked(
-        self,
-        docs: Sequence[bytes],
-        checked: Sequence[EncodedEvent | EventRejected],
-        source: str,
-        line_numbers: Sequence[int] | None,
-    ) -> list[Outcome]:
-        valid: list[int] = []
+    def publish_many(self, batches: Sequence[Validated]) -> list[list[Outcome]]:
+        """Publish several validated batches together: one append to the log (one commit,
+        one flush) and one dead-letter write for all; the outcomes batch by batch. An event in
+        two of them is stored once (the later copy is answered as a duplicate)."""
+        for batch in batches:
+            if len(batch.checked) != len(batch.docs):
+                raise ValueError(f"{len(batch.checked)} results for {len(batch.docs)} documents")
+        with collector_paused():
+            return self._publish_checked(batches)
+
+    def _publish_checked(self, batches: Sequence[Validated]) -> list[list[Outcome]]:
+        valid: list[tuple[int, int]] = []
         records: list[EncodedEvent] = []
-        letters: list[tuple[int, DeadLetter, EventRejected]] = []
-        for i, item in enumerate(checked):
-            if isinstance(item, EncodedEvent):
-                valid.append(i)
-                records.append(item)
-                continue
-            doc = docs[i]
-            if len(doc) > self.max_event_bytes:
-                doc = doc[:KEEP_OF_OVERSIZED]
-            line = line_numbers[i] if line_numbers is not None else i + 1
-            letters.append(
-                (i, DeadLetter(doc, str(item), f"{source}:{line}", item.to_dict()), item)
-            )
-        outcomes: list[Outcome | None] = [None] * len(docs)
+        letters: list[tuple[int, int, DeadLetter, EventRejected]] = []
+        for b, batch in enumerate(batches):
+            for i, item in enumerate(batch.checked):
+                if isinstance(item, EncodedEvent):
+                    valid.append((b, i))
+                    records.append(item)
+                    continue
+                doc = batch.docs[i]
+                if len(doc) > self.max_event_bytes:
+                    doc = doc[:KEEP_OF_OVERSIZED]
+                line = batch.line_numbers[i] if batch.line_numbers is not None else i + 1
+                letter = DeadLetter(doc, str(item), f"{batch.source}:{line}", item.to_dict())
+                letters.append((b, i, letter, item))
+        outcomes: list[list[Outcome | None]] = [[None] * len(batch.docs) for batch in batches]
         if valid:
             appended = self.log.append(records)
-            for i, result in zip(valid, appended, strict=True):
+            for (b, i), result in zip(valid, appended, strict=True):
                 status = "duplicate" if result.duplicate else "accepted"
-                outcomes[i] = Outcome(status, result.position)
+                outcomes[b][i] = Outcome(status, result.position)
         if letters:
-            positions = self.log.dead_letter([letter for _, letter, _ in letters])
-            for (i, _, rejection), pos in zip(letters, positions, strict=True):
-                outcomes[i] = Outcome("rejected", pos, rejection)
-        return [o for o in outcomes if o is not None]
+            positions = self.log.dead_letter([letter for _, _, letter, _ in letters])
+            for (b, i, _, rejection), pos in zip(letters, positions, strict=True):
+                outcomes[b][i] = Outcome("rejected", pos, rejection)
+        return [[o for o in batch if o is not None] for batch in outcomes]
 
     def publish_lines(
         self,
@@ -215,7 +227,7 @@ class Ingest:
                 if future is not None
                 else validate_batch(docs, self.clock(), self.max_event_bytes)
             )
-            outcomes = self._publish_checked(docs, checked, source, numbers)
+            outcomes = self._publish_checked([Validated(docs, checked, source, numbers)])[0]
         for outcome in outcomes:
             if outcome.status == "accepted":
                 report.accepted += 1

@@ -42,7 +42,7 @@ from interaction_store.api.errors import PROBLEM, APIError
 from interaction_store.api.services import Services
 from interaction_store.codec import EncodedEvent, EventRejected, decode
 from interaction_store.events import EVENT_TYPES
-from interaction_store.ingest import MAX_EVENT_BYTES, Outcome, validate_batch
+from interaction_store.ingest import MAX_EVENT_BYTES, Outcome, Validated, validate_batch
 from interaction_store.log.base import LogError, Position
 
 router = APIRouter(tags=["ingest"])
@@ -402,17 +402,13 @@ def _publish(
     """Parse and publish a batch; the answer's bytes and consistency token. Runs in the
     threadpool: parsing and publishing block."""
     batch = parse_batch(body, media, svc.settings.api_max_batch)
-    # Validation (most of the CPU) runs outside the lock: one request is validated while
-    # another one's batch waits for the log's acknowledgement.
+    # Validation (most of the CPU) runs before the request queues for the log: one request is
+    # validated while others' batches are being written (together, see GroupCommit).
     checked = svc.ingest.validate(batch.docs)
     try:
-        with svc.ingest_lock:
-            outcomes: Sequence[Outcome] = svc.ingest.publish_validated(
-                batch.docs,
-                checked,
-                source=f"http:{key_name}:{request_id}",
-                line_numbers=batch.lines,
-            )
+        outcomes: Sequence[Outcome] = svc.committer.publish(
+            Validated(batch.docs, checked, f"http:{key_name}:{request_id}", batch.lines)
+        )
     except LogError as exc:
         # Part of the batch may be stored: sending it again is safe (those are duplicates).
         raise APIError(

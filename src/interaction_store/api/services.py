@@ -10,8 +10,8 @@ from functools import cached_property
 
 from interaction_store.api.access import AccessConfig
 from interaction_store.api.metrics import Metrics
-from interaction_store.ingest import Ingest
-from interaction_store.log import EventLog, open_log
+from interaction_store.ingest import Ingest, Outcome, Validated
+from interaction_store.log import EventLog, LogError, open_log
 from interaction_store.read import ReadAPI
 from interaction_store.settings import Settings
 from interaction_store.views import ViewStore, open_store
@@ -32,9 +32,7 @@ class Services:
         self._store = store
         self._owned: list[EventLog | ViewStore] = []
         self._opening = threading.Lock()
-        self.ingest_lock = threading.Lock()
-        """Publishing is serialised: one batch at a time keeps each request's positions
-        contiguous and the dedupe index consistent (Kafka batches them anyway)."""
+        self._committer: GroupCommit | None = None
         self.metrics = Metrics()
         self.metrics.watch_lag(self.lag)
 
@@ -74,6 +72,14 @@ class Services:
         # them to a worker process.
         return Ingest(self.log, batch_size=self.settings.publish_batch_size, parallel=False)
 
+    @property
+    def committer(self) -> GroupCommit:
+        if self._committer is None:
+            with self._opening:
+                if self._committer is None:
+                    self._committer = GroupCommit(self.ingest)
+        return self._committer
+
     @cached_property
     def read(self) -> ReadAPI:
         return ReadAPI(self.settings, self.store)
@@ -106,3 +112,67 @@ class Services:
         for resource in reversed(self._owned):
             resource.close()
         self._owned.clear()
+
+
+GROUP_EVENTS = 20_000
+"""Most events one group commit publishes (a request's batch is never split)."""
+
+
+class _Waiting:
+    __slots__ = ("batch", "done", "error", "outcomes")
+
+    def __init__(self, batch: Validated) -> None:
+        self.batch = batch
+        self.done = False
+        self.outcomes: list[Outcome] = []
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Publishes the batches of concurrent requests together. One request at a time holds
+    the log; the batches that arrived meanwhile go in its next append, all in one commit
+    (embedded) or one flush (Kafka), instead of one each. Each request still gets its own
+    outcomes; an event sent by two at once is stored once."""
+
+    def __init__(self, ingest: Ingest, max_events: int = GROUP_EVENTS) -> None:
+        self.ingest = ingest
+        self.max_events = max_events
+        self._queue: list[_Waiting] = []
+        self._queue_lock = threading.Lock()
+        self._publishing = threading.Lock()
+
+    def publish(self, batch: Validated) -> list[Outcome]:
+        mine = _Waiting(batch)
+        with self._queue_lock:
+            self._queue.append(mine)
+        while not mine.done:
+            with self._publishing:
+                if mine.done:  # published by the request that held the log before
+                    break
+                self._publish_waiting()
+        if mine.error is not None:
+            if isinstance(mine.error, LogError):
+                raise LogError(str(mine.error)) from mine.error
+            raise mine.error
+        return mine.outcomes
+
+    def _publish_waiting(self) -> None:
+        with self._queue_lock:
+            group: list[_Waiting] = []
+            size = 0
+            for waiting in self._queue:
+                if group and size + len(waiting.batch.docs) > self.max_events:
+                    break
+                group.append(waiting)
+                size += len(waiting.batch.docs)
+            del self._queue[: len(group)]
+        try:
+            results = self.ingest.publish_many([w.batch for w in group])
+        except BaseException as exc:
+            for waiting in group:
+                waiting.error = exc
+                waiting.done = True
+            return
+        for waiting, outcomes in zip(group, results, strict=True):
+            waiting.outcomes = outcomes
+            waiting.done = True
