@@ -944,7 +944,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--ingest-events", type=int, default=100_000, help="events POSTed per ingest figure"
     )
     p.add_argument(
-        "--ingest-clients", type=int, default=2, help="concurrent connections POSTing batches"
+        "--ingest-clients", type=int, default=4, help="concurrent connections POSTing batches"
     )
     p.add_argument(
         "--embedded-role",
