@@ -40,8 +40,10 @@ class ViewStore(ABC):
         """A write transaction: committed when the block ends, rolled back on error."""
 
     @abstractmethod
-    def reading(self) -> AbstractContextManager[Cursor]:
-        """A read-only snapshot."""
+    def reading(self, snapshot: bool = True) -> AbstractContextManager[Cursor]:
+        """A read-only snapshot; with ``snapshot=False`` each statement sees what is
+        committed when it runs (no transaction: on PostgreSQL two round trips fewer), for
+        reads whose statements stand on their own."""
 
     @abstractmethod
     def track(self, cursor: Cursor, tracker: str, topic: str, partition: int, offset: int) -> None:

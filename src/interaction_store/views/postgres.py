@@ -137,8 +137,14 @@ class PostgresViewStore(ViewStore):
     def transaction(self) -> Any:
         return self._cursor(commit=True)
 
-    def reading(self) -> Any:
-        return self._cursor(commit=False)
+    def reading(self, snapshot: bool = True) -> Any:
+        return self._cursor(commit=False) if snapshot else self._statements()
+
+    @contextmanager
+    def _statements(self) -> Iterator[Cursor]:
+        # The pool's connections are in autocommit: each statement is its own transaction.
+        with self.datastore.get_connection() as conn:
+            yield _Cursor(conn.cursor(row_factory=tuple_row))
 
     def track(self, cursor: Cursor, tracker: str, topic: str, partition: int, offset: int) -> None:
         assert isinstance(cursor, _Cursor)

@@ -84,7 +84,8 @@ class SQLiteViewStore(ViewStore):
     def transaction(self) -> Any:
         return self._cursor(commit=True)
 
-    def reading(self) -> Any:
+    def reading(self, snapshot: bool = True) -> Any:
+        # A SQLite read transaction costs no round trip: always a snapshot.
         return self._cursor(commit=False)
 
     def track(self, cursor: Cursor, tracker: str, topic: str, partition: int, offset: int) -> None:

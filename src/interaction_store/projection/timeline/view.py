@@ -301,7 +301,9 @@ class Timeline(Projection):
         where, params = conditions(
             s, chosen, type_filter, status_filter, granted, since, until, window_start
         )
-        with store.reading() as c:
+        # No snapshot needed: the page and its count are one statement, and a merge or a
+        # message preview committed between statements is at worst one page early.
+        with store.reading(snapshot=False) as c:
             groups = timelines_of(c, subject, profiles)
             page, more, total = read_page(
                 c, self.table("entries"), groups, where, params, after, limit
