@@ -169,6 +169,7 @@ def test_a_token_that_is_not_this_logs_is_422(embedded_settings: Settings) -> No
             ("consistency", "v1.!!!", "not valid base64url JSON"),
             ("consistency", token_for({}), "holds no positions"),
             ("consistency", token_for({f"{topic}/x": 1}), "bad position"),
+            ("consistency", token_for({f"{topic}/\u00b2": 1}), "bad position"),
             ("consistency", token_for({f"{topic}/0": -1}), "bad position"),
             ("consistency", token_for({"no.such.topic/0": 0}), "does not have"),
             ("consistency", token_for({f"{topic}/{partition + 50}": 0}), "does not have"),

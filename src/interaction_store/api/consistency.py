@@ -57,7 +57,9 @@ def parse(token: str) -> Positions:
     out: Positions = {}
     for key, offset in body.items():
         topic, _, partition = str(key).rpartition("/")
-        if not topic or not partition.isdigit() or type(offset) is not int or offset < 0:
+        # isascii: str.isdigit() is true of "²" and other digits int() does not read.
+        digits = partition.isascii() and partition.isdigit()
+        if not topic or not digits or type(offset) is not int or offset < 0:
             raise BadToken(f"consistency token {shown!r} has a bad position {key!r}: {offset!r}")
         out[(topic, int(partition))] = offset
     return out
