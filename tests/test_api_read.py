@@ -365,6 +365,21 @@ def test_lead_scores_and_explanations(view_settings: Settings) -> None:
         )
         assert get(http, f"/v1/leads/{w.lead}/scores/sales-signals")["explanation"] is None
 
+        # Marketing reads scores but not chats or activities: the explanation lists none of
+        # theirs, nor counts them in the rules (the score itself stays the same).
+        seen = get(http, f"/v1/leads/{w.lead}/scores/sales-signals", "marketing", explain=True)
+        assert seen["score"] == signals["score"]
+        shown = seen["explanation"]
+        assert not {e["type"].split(".")[0] for e in shown["events"] + shown["set_aside"]} & {
+            "chat",
+            "activity",
+        }, shown
+        assert sum(r["counted"] for r in shown["rules"]) == len(shown["events"])
+        assert sum(r["set_aside"] for r in shown["rules"]) == len(shown["set_aside"])
+        assert sum(r["total"] for r in shown["rules"]) == pytest.approx(
+            sum(e["decayed_points"] for e in shown["events"])
+        )
+
         orphan = get(http, f"/v1/leads/{w.orphan_lead}/scores")["scores"]
         assert {(s["status"], s["reason"]) for s in orphan} == {("not_scored", NO_PARENT)}
         stray = get(http, f"/v1/leads/{w.stray_lead}/scores")["scores"]

@@ -10,7 +10,8 @@ answers 504 with how far behind they are when they have not. An id no live view 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,7 +51,12 @@ from interaction_store.projection.scoring import (
     LeadScores,
     UnknownLead,
 )
-from interaction_store.projection.timeline import MAX_LIMIT, Timeline, decode_cursor
+from interaction_store.projection.timeline import (
+    MAX_LIMIT,
+    Timeline,
+    TimelineSettings,
+    decode_cursor,
+)
 
 router = APIRouter(tags=["read"])
 
@@ -289,7 +295,8 @@ class RuleSummaryOut(BaseModel):
 
 
 class ExplanationOut(BaseModel):
-    """The events and rules behind a score: the events' decayed points sum to it."""
+    """The events and rules behind a score: the events' decayed points sum to it when the
+    caller may read every category; events of the others are neither listed nor counted."""
 
     subjects: list[str] = Field(description="The contacts and visitors whose events count")
     events: list[ExplainedEventOut]
@@ -297,12 +304,28 @@ class ExplanationOut(BaseModel):
     rules: list[RuleSummaryOut]
 
     @classmethod
-    def of(cls, e: Explanation) -> ExplanationOut:
+    def of(cls, e: Explanation, shown: Callable[[str], bool]) -> ExplanationOut:
+        """``shown(event_type)``: may the caller see an event of this type."""
+        events = [x for x in e.events if shown(x.type)]
+        aside = [x for x in e.set_aside if shown(x.type)]
         return cls(
             subjects=list(e.subjects),
-            events=[ExplainedEventOut.model_validate(x) for x in e.events],
-            set_aside=[SetAsideEventOut.model_validate(x) for x in e.set_aside],
-            rules=[RuleSummaryOut.model_validate(x) for x in e.rules],
+            events=[ExplainedEventOut.model_validate(x) for x in events],
+            set_aside=[SetAsideEventOut.model_validate(x) for x in aside],
+            # Counted again over the events shown (the stored sums include hidden ones).
+            rules=[
+                RuleSummaryOut(
+                    rule_id=r.rule_id,
+                    description=r.description,
+                    points=r.points,
+                    counted=sum(1 for x in events if x.rule_id == r.rule_id),
+                    set_aside=sum(1 for x in aside if x.rule_id == r.rule_id),
+                    total=round(
+                        math.fsum(x.decayed_points for x in events if x.rule_id == r.rule_id), 6
+                    ),
+                )
+                for r in e.rules
+            ],
         )
 
 
@@ -746,6 +769,24 @@ def consent_decision(
     )
 
 
+def _readable(svc: Services, reader: Principal) -> Callable[[str], bool]:
+    """Whether ``reader`` may see an event of a type, by the read category of its channel
+    (the timeline's settings); a type of no category (lead, profile, consent) is shown."""
+    try:
+        view = svc.read.view("timeline")
+        assert isinstance(view, Timeline)
+        permissions = view.settings.permissions
+    except ViewError:
+        permissions = TimelineSettings.load(svc.settings.projections_dir).permissions
+    granted = reader.role.read
+
+    def shown(event_type: str) -> bool:
+        category = permissions.get(event_type.split(".", 1)[0])
+        return category is None or category in granted
+
+    return shown
+
+
 def _lead_scores(
     svc: Services, lead_id: str, as_of: datetime | None, after: ReadAfter
 ) -> tuple[LeadScores, list[LeadScoreOut], bool]:
@@ -842,7 +883,8 @@ def lead_score(
             if stored:
                 # UnknownLead: the lead's rows went away between the two reads.
                 with suppress(UnknownLead):
-                    explanation = ExplanationOut.of(svc.read.explain(lid, model, at))
+                    explained = svc.read.explain(lid, model, at)
+                    explanation = ExplanationOut.of(explained, _readable(svc, reader))
             chosen = chosen.model_copy(update={"explanation": explanation})
     return chosen
 
