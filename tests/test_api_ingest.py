@@ -412,6 +412,16 @@ def test_metrics_count_each_outcome(embedded_settings: Settings) -> None:
     assert after == {"accepted": 2, "duplicate": 2, "rejected": 1}
 
 
+def test_made_up_methods_do_not_each_make_a_latency_series(embedded_settings: Settings) -> None:
+    with client(embedded_settings) as c:
+        for n in range(3):
+            assert c.request(f"BREW{n}", "/v1/events").status_code == 405
+            assert c.request(f"BREW{n}", "/nowhere").status_code == 404
+        text = c.get("/metrics").text
+    assert "BREW" not in text
+    assert 'method="(other)"' in text
+
+
 def test_an_all_rejected_batch_has_no_token(embedded_settings: Settings) -> None:
     with client(embedded_settings) as c:
         r = post(c, b"{bad\n[1]\n", LINES)

@@ -77,6 +77,11 @@ class _Measure:
             # label value (the path itself, with ids in it, would not be).
             route = scope.get("route")
             path = getattr(route, "path", None) if route is not None else None
-            self.metrics.latency.labels(
-                scope["method"], path or "(unmatched)", str(status[0])
-            ).observe(time.perf_counter() - started)
+            # The method too: a client may send any token as one, and each would be a series.
+            method = scope["method"] if scope["method"] in _METHODS else "(other)"
+            self.metrics.latency.labels(method, path or "(unmatched)", str(status[0])).observe(
+                time.perf_counter() - started
+            )
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
