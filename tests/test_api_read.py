@@ -17,10 +17,14 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from interaction_store.api.services import Services
 from interaction_store.ingest import Ingest
 from interaction_store.log import open_log
+from interaction_store.projection.registry import ViewRegistry, build, default_definition
+from interaction_store.projection.runner import ProjectionRunner
 from interaction_store.projection.scoring import NO_PARENT, NOT_CREATED
 from interaction_store.settings import Settings
+from interaction_store.views import open_store
 from tests.api_support import auth, client, project
 from tests.factories import doc
 
@@ -478,3 +482,25 @@ def test_positions_and_lag_and_no_live_view_yet(embedded_settings: Settings) -> 
             )
         project(embedded_settings)
         assert {v["lag"] for v in get(http, "/v1/positions")["views"]} == {0}
+
+
+def test_a_promotion_while_serving_is_read_from(
+    view_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Services, "REGISTRY_EVERY", 0.0, raising=False)
+    with served(view_settings) as (http, w):
+        url = f"/v1/contacts/{w.c1}/timeline"
+        before = get(http, url)
+        # `istore replay timeline --as timeline_b`, `views promote timeline_b`, `views drop
+        # timeline`, while the server runs.
+        with open_log(view_settings) as log, open_store(view_settings) as store:
+            registry = ViewRegistry(store)
+            info = registry.register(
+                "timeline_b", "timeline", default_definition("timeline", view_settings)
+            )
+            ProjectionRunner(log, store, [build(info, view_settings)]).run(follow=False)
+            registry.promote("timeline_b")
+            registry.drop("timeline", view_settings)
+        after = get(http, url)
+    assert after["total"] == before["total"] > 0
+    assert after["entries"] == before["entries"]

@@ -5,6 +5,7 @@ one ingest-only service never opens the view database."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from functools import cached_property
 
@@ -33,6 +34,9 @@ class Services:
         self._owned: list[EventLog | ViewStore] = []
         self._opening = threading.Lock()
         self._committer: GroupCommit | None = None
+        self._read: ReadAPI | None = None
+        self._read_checked = 0.0
+        self._live: dict[str, str] | None = None
         self.metrics = Metrics()
         self.metrics.watch_lag(self.lag)
 
@@ -80,9 +84,36 @@ class Services:
                     self._committer = GroupCommit(self.ingest)
         return self._committer
 
-    @cached_property
+    REGISTRY_EVERY = 1.0
+    """Seconds between looks at which views are live (``istore views promote`` while serving)."""
+
+    @property
     def read(self) -> ReadAPI:
-        return ReadAPI(self.settings, self.store)
+        """The read API of the live views. A promotion (or a drop) while serving gets a new
+        one, at most ``REGISTRY_EVERY`` seconds later: a cached view would go on answering
+        from the demoted instance, or fail once its tables are dropped. A new object rather
+        than ``ReadAPI.refresh``, so a request under way keeps the views it started with."""
+        now = time.monotonic()
+        api = self._read
+        if api is not None and now - self._read_checked < self.REGISTRY_EVERY:
+            return api
+        store = self.store  # before the lock: opening the store takes it too
+        with self._opening:
+            api = self._read
+            if api is None or now - self._read_checked >= self.REGISTRY_EVERY:
+                if api is None:
+                    api = ReadAPI(self.settings, store)
+                live: dict[str, str] | None
+                try:
+                    live = {i.kind: i.instance for i in api.registry.all() if i.status == "live"}
+                except Exception:  # the store away for a moment: keep the views known
+                    live = self._live
+                if live != self._live:
+                    api = ReadAPI(self.settings, store) if self._live is not None else api
+                    self._live = live
+                self._read = api
+                self._read_checked = now
+        return api
 
     def event_partitions(self) -> list[tuple[str, int]]:
         log = self.log
