@@ -170,3 +170,35 @@ class TestKafkaPublish(PublishBehaviour):
         )
         assert wrong.exit_code == 1
         assert "the catalog says 5" in wrong.output
+
+
+def test_collector_pauses_overlapping_in_threads_end_with_the_last() -> None:
+    import gc
+    import threading
+
+    from interaction_store.codec import collector_paused
+
+    assert gc.isenabled()
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def first() -> None:
+        with collector_paused():
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def second() -> None:
+        a_in.wait(10)
+        with collector_paused():
+            b_in.set()
+            a_out.wait(10)
+            seen.append(gc.isenabled())  # the first pause ended; this one still runs
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == [False]
+    assert gc.isenabled()

@@ -7,6 +7,7 @@ the bad value and the rule it broke, so an upstream system can act on it.
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -140,19 +141,34 @@ def upcast(doc: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- encode / decode
 
 
+_pauses = 0
+_pauses_lock = threading.Lock()
+_was_enabled = False
+
+
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector for one batch. Decoding thousands of events
     makes objects that reference counting frees on its own; the collector, triggered by the
     allocation count, would scan them several times per batch and find nothing (a fifth of the
-    publish time, and most of a projection batch's, measured)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+    publish time, and most of a projection batch's, measured).
+
+    Pauses nest and overlap across threads (the ingest API validates in several at once):
+    the collector is switched back on when the last one ends, and only if it was on when the
+    first began."""
+    global _pauses, _was_enabled
+    with _pauses_lock:
+        if _pauses == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _pauses += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _pauses_lock:
+            _pauses -= 1
+            if _pauses == 0 and _was_enabled:
+                gc.enable()
 
 
 def encode(event: InteractionEvent, recorded_at: datetime | None = None) -> bytes:
