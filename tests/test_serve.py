@@ -178,6 +178,9 @@ def test_serve_runs_the_whole_store_in_one_process(tmp_path: Path, serving: list
 
     assert served.terminate() == 0, served.text()
     assert "stopping the projection worker after its batch" in served.text()
+    # ... and it did: its summary, not a kill.
+    assert re.search(r"applied \d+ events in \d+ batches", served.text()), served.text()
+    assert "did not stop" not in served.text()
 
     # A second start keeps the access file and its key, and reports the demo as duplicates.
     again = start(serving, tmp_path, env, "again", "--demo", "20")

@@ -11,6 +11,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from multiprocessing.process import BaseProcess
@@ -278,12 +279,19 @@ def _serve(
         )
     )
     child: BaseProcess | None = None
+    watcher: threading.Thread | None = None
     failures: list[str] = []
+
+    def signal_worker(signum: int) -> None:
+        # Only the watcher thread waits for (and so reaps) the child: while it runs, the pid
+        # is the child's. (Two threads waiting on one process race to reap it.)
+        if child is not None and watcher is not None and watcher.is_alive():
+            with suppress(ProcessLookupError):
+                os.kill(child.pid or 0, signum)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         server.should_exit = True
-        if child is not None and child.is_alive():
-            child.terminate()  # SIGTERM: it finishes its batch
+        signal_worker(signal.SIGTERM)  # it finishes its batch
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -302,7 +310,8 @@ def _serve(
                 failures.append(f"it exited with code {running.exitcode}")
                 server.should_exit = True
 
-        threading.Thread(target=watch, name="worker-watch", daemon=True).start()
+        watcher = threading.Thread(target=watch, name="worker-watch", daemon=True)
+        watcher.start()
     watching = threading.Event()
     threading.Thread(
         target=_watch_access, args=(app.state.services, watching), name="access", daemon=True
@@ -312,15 +321,14 @@ def _serve(
         server.run()
     finally:
         watching.set()
-        if child is not None:
+        if watcher is not None:
             click.echo("stopping the projection worker after its batch", err=True)
-            if child.is_alive():
-                child.terminate()
-            child.join(WORKER_STOP)
-            if child.is_alive():
+            signal_worker(signal.SIGTERM)
+            watcher.join(WORKER_STOP)
+            if watcher.is_alive():
                 click.echo(f"the worker did not stop in {WORKER_STOP:g} s: killed", err=True)
-                child.kill()
-                child.join()
+                signal_worker(signal.SIGKILL)
+                watcher.join()
         app.state.services.close()
     if failures:
         raise click.ClickException(f"the projection worker failed: {failures[0]}")
