@@ -212,6 +212,7 @@ def test_serve_roles_split_ingest_worker_and_read_on_kafka_and_postgres(
             ISTORE_POSTGRES_DSN=dsn,
             ISTORE_DATA_DIR=str(kafka_settings.data_dir),
             ISTORE_ACCESS_FILE=str(access),
+            ISTORE_CONSISTENCY_TIMEOUT="45",
         )
         # Ingest and read in two server processes each (settings reach them through the
         # environment, the command line's included).
@@ -242,10 +243,13 @@ def test_serve_roles_split_ingest_worker_and_read_on_kafka_and_postgres(
         assert posted.status_code == 200, posted.text
         assert posted.json()["accepted"] == 2, posted.text
         token = posted.json()["consistency_token"]
+        # The first events after start wait for the worker to join its consumer group and
+        # be given the partitions (seconds on a busy machine): a longer wait than the default.
         timeline = httpx.get(
             f"{read.base}/v1/contacts/{contact}/timeline",
+            params={"wait": 45},
             headers={**auth("admin"), "X-Consistency-Token": token},
-            timeout=30,
+            timeout=60,
         )
         assert events[1]["event_id"] in entry_ids(timeline)
 
