@@ -1004,8 +1004,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--connections",
         type=_counts,
-        default=[2, 8],
-        help="wrk connections, comma-separated: one read figure each (default 2,8: a load "
+        default=[4, 8],
+        help="wrk connections, comma-separated: one read figure each (default 4,8: a load "
         "near the goal's rate, and saturation, where queueing sets the tail)",
     )
     p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads")
