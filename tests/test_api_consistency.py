@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -189,3 +190,37 @@ def test_a_token_that_is_not_this_logs_is_422(embedded_settings: Settings) -> No
         # The token itself is fine.
         ok = http.get(url, params={"consistency": token}, headers=auth("admin"))
         assert ok.status_code == 200, ok.text
+
+
+def test_reads_waiting_on_a_token_hold_no_server_thread(embedded_settings: Settings) -> None:
+    # Two threads for sync handlers: were the waits in them, three waiting reads would hold
+    # both, and a plain read would queue behind them until they gave up.
+    import anyio.to_thread
+
+    settings = embedded_settings.model_copy(update={"consistency_timeout": 30.0})
+    contact = str(uuid.uuid4())
+    with client(settings) as http:
+        assert http.portal is not None
+        http.portal.call(
+            lambda: setattr(anyio.to_thread.current_default_thread_limiter(), "total_tokens", 2)
+        )
+        post(http, doc("contact.created", contact, RECENT))
+        project(settings)
+        token = post(http, doc("web.page_viewed", contact, RECENT + timedelta(minutes=1)))
+        url = f"/v1/contacts/{contact}/timeline"
+        finished: list[int] = []
+
+        def waiting_read() -> None:
+            r = http.get(url, params={"consistency": token, "wait": 5}, headers=auth("admin"))
+            finished.append(r.status_code)
+
+        waiting = [threading.Thread(target=waiting_read) for _ in range(3)]
+        for t in waiting:
+            t.start()
+        time.sleep(1)  # let them reach the server first (they wait 5 s)
+        plain = http.get(url, headers=auth("admin"))
+        assert plain.status_code == 200
+        assert finished == [], "the plain read answered while the token reads still waited"
+        for t in waiting:
+            t.join(30)
+        assert finished == [504, 504, 504]

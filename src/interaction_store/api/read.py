@@ -10,7 +10,9 @@ answers 504 with how far behind they are when they have not. An id no live view 
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from uuid import UUID
 import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from interaction_store.api import lookup
@@ -33,7 +36,7 @@ from interaction_store.api.auth import (
     TimelineReader,
     services_dependency,
 )
-from interaction_store.api.consistency import BadToken, Positions, parse, wait_until_applied
+from interaction_store.api.consistency import BadToken, Behind, Positions, behind, parse
 from interaction_store.api.errors import PROBLEM, APIError
 from interaction_store.api.services import Services
 from interaction_store.events import ConsentLevel
@@ -408,10 +411,8 @@ class ReadAfter:
     """The positions a read must see first (None: no token) and how long it may wait."""
 
     required: Positions | None
+    """Already waited for by the time a route runs (see :func:`read_after`)."""
     timeout: float
-    tokens: tuple[tuple[str, str, str, Positions], ...] = ()
-    """(where, parameter, token, positions) of each token given: checked against the log
-    (which needs I/O) in the handler's thread, just before waiting."""
 
 
 async def read_after(
@@ -454,7 +455,58 @@ async def read_after(
         given.append((where, name, token, positions))
         for key, offset in positions.items():
             required[key] = max(required.get(key, -1), offset)
-    return ReadAfter(required or None, timeout, tuple(given))
+    if required:
+        await _wait(svc, given, required, timeout)
+    return ReadAfter(required or None, timeout)
+
+
+async def _wait(
+    svc: Services,
+    given: Sequence[tuple[str, str, str, Positions]],
+    required: Positions,
+    timeout: float,
+) -> None:
+    """Wait until every live view has applied ``required``; 504 when they have not within
+    ``timeout``. The waiting is the event loop's (asyncio.sleep between looks), not a server
+    thread's: many reads waiting on a lagging worker hold no threads. Every live view, not
+    just those a route reads: one worker applies them all in one transaction per batch, and
+    a route also looks in others to tell an unknown id."""
+    for where, name, token, positions in given:
+        await run_in_threadpool(_check_log, svc, where, name, token, positions)
+    pending = await run_in_threadpool(_live_instances, svc)
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        found = await run_in_threadpool(_behind_views, svc, pending, required)
+        if not found:
+            return
+        pending = [b.view for b in found]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            first = found[0]
+            raise APIError(
+                504,
+                f"{first.describe()} after waiting {timeout:g} s; retry, or ask for a longer wait",
+                {"Retry-After": "1"},
+                view=first.view,
+                events=first.events,
+                behind={f"{t}/{p}": n for (t, p), n in sorted(first.missing.items())},
+            )
+        await asyncio.sleep(min(delay, left))
+        delay = min(delay * 2, 0.1)
+
+
+def _live_instances(svc: Services) -> list[str]:
+    return [i.instance for i in svc.read.registry.all() if i.status == "live"]
+
+
+def _behind_views(svc: Services, views: Sequence[str], required: Positions) -> list[Behind]:
+    out = []
+    for view in views:
+        late = behind(svc.store, view, required)
+        if late is not None:
+            out.append(late)
+    return out
 
 
 def _check_log(svc: Services, where: str, name: str, token: str, positions: Positions) -> None:
@@ -566,35 +618,6 @@ def _unknown(kind: str, subject_id: str) -> APIError:
     )
 
 
-def _await(
-    svc: Services, after: ReadAfter, read: Sequence[str], probed: Sequence[str] = ()
-) -> None:
-    """Wait until the views of the kinds ``read`` (which must be live) and ``probed`` (to tell
-    an unknown id, when live) have applied the token's positions; 504 when they do not."""
-    if after.required is None:
-        return
-    for where, name, token, positions in after.tokens:
-        _check_log(svc, where, name, token, positions)
-    instances = [svc.read.view(kind).instance for kind in read]
-    for kind in probed:
-        try:
-            instances.append(svc.read.view(kind).instance)
-        except ViewError:
-            continue
-    views = list(dict.fromkeys(instances))
-    behind = wait_until_applied(svc.store, views, after.required, after.timeout)
-    if behind is not None:
-        raise APIError(
-            504,
-            f"{behind.describe()} after waiting {after.timeout:g} s; retry, or ask for a longer "
-            "wait",
-            {"Retry-After": "1"},
-            view=behind.view,
-            events=behind.events,
-            behind={f"{t}/{p}": n for (t, p), n in sorted(behind.missing.items())},
-        )
-
-
 def _timeline(
     svc: Services,
     reader: Principal,
@@ -617,7 +640,6 @@ def _timeline(
                 raise _invalid("query", name, strange[0], f"unknown; use one of {', '.join(known)}")
         # Categories the timeline settings do not know are not shown on any entry.
         granted = sorted(reader.role.read & set(s.permissions.values()))
-        _await(svc, after, ("timeline", "profiles"), lookup.probed_kinds(kind))
         page = svc.read.timeline(
             contact_id=sid if kind == "contact" else None,
             lead_id=sid if kind == "lead" else None,
@@ -705,7 +727,6 @@ def _consent(svc: Services) -> Consent:
 def _consent_state(
     svc: Services, contact_id: str, as_of: datetime | None, after: ReadAfter
 ) -> ConsentState:
-    _await(svc, after, ("consent",), lookup.probed_kinds("contact"))
     try:
         return svc.read.consent(contact_id, as_of)
     except UnknownContact:
@@ -798,7 +819,6 @@ def _lead_scores(
 ) -> tuple[LeadScores, list[LeadScoreOut], bool]:
     """The live view, the lead's score under each of its models, and whether the view has
     rows for the lead (a lead known only elsewhere is "not scored" under every model)."""
-    _await(svc, after, ("lead_scores",), lookup.probed_kinds("lead"))
     view = svc.read.view("lead_scores")
     assert isinstance(view, LeadScores)
     try:
