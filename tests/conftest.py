@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,16 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Apache Kafka broker: KAFKA_BOOTSTRAP_SERVERS, else testcontainers, else jars."""
     with kafka_bootstrap_servers(tmp_path_factory.mktemp("kafka-broker")) as bootstrap:
         yield bootstrap
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers() -> Iterator[None]:
+    """`istore run` and `istore serve`, run in-process by tests, install SIGINT/SIGTERM
+    handlers; give pytest its own back after every test."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ KafkaConsumer.DEFAULT_CONFIG.update(session_timeout_ms=6000, heartbeat_interval_
 # on a worker that makes no progress.
 faulthandler.register(signal.SIGUSR1, all_threads=True)
 
-from interaction_store.cli import main  # noqa: E402  # after the defaults are set
+from interaction_store.cli import main  # noqa: E402  # only once DEFAULT_CONFIG is patched above
 
 if __name__ == "__main__":
     main(prog_name="istore")

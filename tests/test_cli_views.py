@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import functools
 import re
-import signal
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
@@ -160,15 +159,6 @@ def scores_by_lead(store: ViewStore, instance: str) -> dict[tuple[str, str], Lea
         for lead in leads
         for s in lead_scores(store, lead, instance=instance)
     }
-
-
-@pytest.fixture(autouse=True)
-def _signal_handlers() -> Iterator[None]:
-    """`istore run` installs SIGINT/SIGTERM handlers; give pytest its own back."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
 
 
 # --------------------------------------------------------------------------- run

@@ -30,7 +30,6 @@ from tests.factories import event
 from tests.test_cli_views import (
     END,
     SINCE,
-    _signal_handlers,  # noqa: F401  # autouse: `istore run` sets handlers
     demo_events,
     istore,
     load_demo,

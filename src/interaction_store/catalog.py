@@ -10,9 +10,12 @@ import tomllib
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 from interaction_store.events import EVENT_TYPES
 from interaction_store.settings import Settings
+
+_T = TypeVar("_T")
 
 
 class CatalogError(ValueError):
@@ -118,7 +121,7 @@ class StreamCatalog:
 
 
 def _topic(logical: str, raw: dict[str, object], prefix: str, path: Path) -> TopicSpec:
-    def need(field: str, kind: type) -> object:
+    def need(field: str, kind: type[_T]) -> _T:
         value = raw.get(field)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise CatalogError(
@@ -127,18 +130,16 @@ def _topic(logical: str, raw: dict[str, object], prefix: str, path: Path) -> Top
         return value
 
     partitions = need("partitions", int)
-    assert isinstance(partitions, int)
     if partitions < 1:
         raise CatalogError(f"{path}: topics.{logical}.partitions={partitions}: must be >= 1")
     types = need("event_types", list)
-    assert isinstance(types, list)
     return TopicSpec(
         logical=logical,
-        name=prefix + str(need("name", str)),
+        name=prefix + need("name", str),
         partitions=partitions,
         key=str(raw.get("key", "")),
-        retention_ms=int(need("retention_ms", int)),  # type: ignore[call-overload]  # checked by need()
-        cleanup_policy=str(need("cleanup_policy", str)),
+        retention_ms=need("retention_ms", int),
+        cleanup_policy=need("cleanup_policy", str),
         event_types=tuple(str(t) for t in types),
         description=str(raw.get("description", "")),
     )

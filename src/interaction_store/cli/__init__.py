@@ -73,7 +73,7 @@ def fail(exc: Exception) -> click.ClickException:
 USER_ERRORS = _USER_ERRORS
 
 # The commands register themselves on ``main`` when imported.
-from interaction_store.cli import (  # noqa: E402, F401  # registration
+from interaction_store.cli import (  # noqa: E402, F401  # imported to register commands
     broker,
     keys,
     log,

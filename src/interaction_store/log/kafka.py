@@ -347,7 +347,8 @@ class KafkaLog(EventLog):
             auto_offset_reset="earliest",
         )
 
-        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped library
+        # kafka-python ships no type hints, so mypy sees its base class as Any.
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # base class is Any
             def on_partitions_revoked(self, revoked: Any) -> None:
                 pass
 
