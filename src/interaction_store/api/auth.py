@@ -10,12 +10,13 @@ missing or unknown, 403 when the key's role lacks the right.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from interaction_store.api.access import Principal
+from interaction_store.api.access import Principal, Role
 from interaction_store.api.errors import APIError
 from interaction_store.api.services import Services
 
@@ -55,39 +56,23 @@ async def caller(
 Caller = Annotated[Principal, Depends(caller)]
 
 
-async def publisher(principal: Caller) -> Principal:
-    if not principal.role.publish:
-        raise APIError(
-            403, f"key {principal.key_name!r} (role {principal.role.name}) may not publish"
-        )
-    return principal
+def _needing(right: Callable[[Role], bool], refusal: str) -> Callable[..., Any]:
+    """A dependency: the caller, if its role has ``right``; else 403 "key ... <refusal>"."""
+
+    async def check(principal: Caller) -> Principal:
+        if not right(principal.role):
+            raise APIError(
+                403, f"key {principal.key_name!r} (role {principal.role.name}) {refusal}"
+            )
+        return principal
+
+    return check
 
 
-async def timeline_reader(principal: Caller) -> Principal:
-    if not principal.role.read:
-        raise APIError(
-            403,
-            f"key {principal.key_name!r} (role {principal.role.name}) may read no interaction "
-            "category",
-        )
-    return principal
-
-
-async def consent_reader(principal: Caller) -> Principal:
-    if not principal.role.consent:
-        raise APIError(
-            403, f"key {principal.key_name!r} (role {principal.role.name}) may not read consent"
-        )
-    return principal
-
-
-async def scores_reader(principal: Caller) -> Principal:
-    if not principal.role.scores:
-        raise APIError(
-            403,
-            f"key {principal.key_name!r} (role {principal.role.name}) may not read lead scores",
-        )
-    return principal
+publisher = _needing(lambda r: r.publish, "may not publish")
+timeline_reader = _needing(lambda r: bool(r.read), "may read no interaction category")
+consent_reader = _needing(lambda r: r.consent, "may not read consent")
+scores_reader = _needing(lambda r: r.scores, "may not read lead scores")
 
 
 Publisher = Annotated[Principal, Depends(publisher)]

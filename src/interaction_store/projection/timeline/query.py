@@ -223,12 +223,36 @@ def read_page(
 
     Every timeline read (merged contacts, linked visitors, an account's members) is one
     query, and on the first page the count comes with it (a window function): two round trips
-    fewer, which on PostgreSQL is most of a read's time."""
+    fewer, which on PostgreSQL is most of a read's time. More ids than one statement should
+    carry (a big account) are read part by part and merged."""
     groups = [(kind, ids) for kind, ids in groups if ids]
-    if not groups:
-        return [], False, 0
-    if sum(len(ids) for _, ids in groups) > _ONE_STATEMENT:
-        return _read_page_in_parts(c, table, groups, where, params, after, limit)
+    if sum(len(ids) for _, ids in groups) <= _ONE_STATEMENT:
+        parts = [groups] if groups else []
+    else:
+        parts = [[(kind, set(part))] for kind, ids in groups for part in chunks(sorted(ids))]
+    rows: list[tuple[Any, ...]] = []
+    total = 0
+    for part in parts:
+        found, count = _read_rows(c, table, part, where, params, after, limit)
+        rows += found
+        total += count
+    if len(parts) > 1:
+        rows.sort(key=lambda r: (r[3], r[2]), reverse=True)
+    page = _once_each(rows)
+    return page[:limit], len(page) > limit, total
+
+
+def _read_rows(
+    c: Cursor,
+    table: str,
+    groups: list[tuple[str, set[str]]],
+    where: list[str],
+    params: list[Any],
+    after: tuple[str, str] | None,
+    limit: int,
+) -> tuple[list[tuple[Any, ...]], int]:
+    """The newest rows of these timelines after ``after`` (enough for ``limit`` + 1 distinct
+    events, or all there are), and how many match in all."""
     owners: list[str] = []
     args: list[Any] = []
     for kind, ids in groups:
@@ -255,11 +279,10 @@ def read_page(
         if total is None:
             total = int(rows[0][-1]) if rows else 0
             rows = [row[:-1] for row in rows]
-        page = _once_each(rows)
         # An event on two of the timelines (a contact's and its linked visitor's) comes
-        # twice; when that left the page short, read further.
-        if len(rows) < wanted or len(page) > limit:
-            return page[:limit], len(page) > limit, total
+        # twice; when that left too few distinct ones, read further.
+        if len(rows) < wanted or len(_once_each(rows)) > limit:
+            return rows, total
         wanted *= 2
 
 
@@ -270,40 +293,6 @@ def _once_each(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         if not page or page[-1][2] != row[2]:
             page.append(row)
     return page
-
-
-def _read_page_in_parts(
-    c: Cursor,
-    table: str,
-    groups: list[tuple[str, set[str]]],
-    where: list[str],
-    params: list[Any],
-    after: tuple[str, str] | None,
-    limit: int,
-) -> tuple[list[tuple[Any, ...]], bool, int]:
-    """:func:`read_page` for more ids than one statement should carry (a big account)."""
-    rows: list[tuple[Any, ...]] = []
-    total = 0
-    for kind, ids in groups:
-        for part in chunks(sorted(ids)):
-            own = f"subject_kind = %s AND subject_id IN ({placeholders(len(part))})"
-            matching = " AND ".join([own, *where])
-            args = (kind, *part, *params)
-            c.execute(f"SELECT COUNT(*) FROM {table} WHERE {matching}", args)
-            total += int(c.fetchone()[0])
-            if after is not None:
-                matching += " AND (occurred_at, event_id) < (%s, %s)"
-                args += after
-            c.execute(
-                f"SELECT {ENTRY_COLUMNS} FROM {table} WHERE {matching} "
-                "ORDER BY occurred_at DESC, event_id DESC LIMIT %s",
-                (*args, limit + 1),
-            )
-            rows += c.fetchall()
-    # Several timelines merge into one order, in which an event is shown once.
-    rows.sort(key=lambda r: (r[3], r[2]), reverse=True)
-    page = _once_each(rows)
-    return page[:limit], len(page) > limit, total
 
 
 def message_previews(
