@@ -7,6 +7,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -294,3 +295,25 @@ class TestKafkaLog(LogBehaviour):
             pytest.raises(LogError, match="has 6 partitions on the broker, the catalog says 2"),
         ):
             log.ensure_topics()
+
+
+def test_many_opening_a_fresh_embedded_store_at_once(tmp_path: Path) -> None:
+    from interaction_store.views import open_store
+
+    errors: list[BaseException] = []
+    for n in range(5):
+        settings = Settings(backend="embedded", data_dir=tmp_path / str(n))
+
+        def open_both(settings: Settings = settings) -> None:
+            try:
+                with open_log(settings) as log, open_store(settings):
+                    log.publish([event()])
+            except BaseException as exc:  # reported by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_both) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert errors == []

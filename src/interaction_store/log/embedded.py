@@ -27,6 +27,7 @@ from interaction_store.log.base import (
     Position,
 )
 from interaction_store.settings import Settings
+from interaction_store.sqlite_schema import create_schema
 
 LOG_FILE = "log.sqlite"
 WRITE_LOCK = "write_lock"
@@ -76,11 +77,15 @@ class EmbeddedLog(EventLog):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.path = settings.data_dir / LOG_FILE
         self.datastore = SQLiteDatastore(str(self.path), lock_timeout=30)
-        self.recorders: dict[str, _TopicRecorder] = {}
-        for spec in self.catalog.topics.values():
-            recorder = _TopicRecorder(self.datastore, events_table_name=_table(spec.name))
+        self.recorders = {
+            spec.name: _TopicRecorder(self.datastore, events_table_name=_table(spec.name))
+            for spec in self.catalog.topics.values()
+        }
+        create_schema(self.path, self._create_tables)
+
+    def _create_tables(self) -> None:
+        for recorder in self.recorders.values():
             recorder.create_table()
-            self.recorders[spec.name] = recorder
         with self.datastore.transaction(commit=True) as c:
             c.execute(
                 "CREATE TABLE IF NOT EXISTS event_ids (event_id BLOB PRIMARY KEY, topic TEXT) "

@@ -14,6 +14,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
 
 from interaction_store.settings import Settings
+from interaction_store.sqlite_schema import create_schema
 from interaction_store.views.base import Cursor, ViewStore, tracking_name
 
 VIEWS_FILE = "views.sqlite"
@@ -59,6 +60,9 @@ class SQLiteViewStore(ViewStore):
         self.path = path
         self.datastore = SQLiteDatastore(str(path), lock_timeout=30)
         self.recorder = SQLiteTrackingRecorder(self.datastore)
+        create_schema(self.path, self._create_tables)
+
+    def _create_tables(self) -> None:
         self.recorder.create_table()
         self.ensure([f"CREATE TABLE IF NOT EXISTS {LOCKS_TABLE} (name TEXT PRIMARY KEY)"])
 
