@@ -7,6 +7,7 @@ the bad value and the rule it broke, so an upstream system can act on it.
 from __future__ import annotations
 
 import gc
+import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,17 @@ from interaction_store.events import CURRENT_VERSIONS, EVENT_ADAPTER, EVENT_TYPE
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 _MAX_VALUE_CHARS = 120
+
+MAX_EVENT_BYTES = 512 * 1024
+"""Larger documents are rejected: Kafka's default record limit is 1 MB, and an interaction
+that big is a bug upstream (an attachment pasted into a field, say)."""
+
+KEEP_OF_OVERSIZED = 64 * 1024
+"""How much of an oversized document a dead letter keeps."""
+
+MAX_DEPTH = 32
+"""How deeply objects and arrays may nest in an event. The deepest of the contract is 4;
+orjson writes at most 254 levels, and checking a document walks it level by level."""
 
 
 @dataclass(frozen=True)
@@ -75,11 +87,20 @@ def _show(value: Any) -> str:
 
 
 def _jsonable(value: Any) -> Any:
+    """The value as it can be echoed in an answer or a dead letter's header: scalars as they
+    are (long text shortened), anything else as JSON only while it stays short (a deeply nested
+    or huge value would make the answer itself unwritable), else shortened ``repr``."""
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else _show(value)
+    if isinstance(value, str):
+        return value if len(value) <= _MAX_VALUE_CHARS else value[: _MAX_VALUE_CHARS - 3] + "..."
     try:
-        orjson.dumps(value)
-    except TypeError:
+        dumped = orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError: too deep, an int past 64 bits, not JSON at all
         return _show(value)
-    return value
+    return value if len(dumped) <= _MAX_VALUE_CHARS else _show(value)
 
 
 # --------------------------------------------------------------------------- upcasting
@@ -172,12 +193,23 @@ def collector_paused() -> Iterator[None]:
 
 
 def encode(event: InteractionEvent, recorded_at: datetime | None = None) -> bytes:
-    """The wire form: compact JSON, absent optional fields left out. ``recorded_at`` fills
-    the envelope's field of that name when the event has none (set at ingest)."""
+    """The wire form: compact JSON, absent optional fields left out. ``recorded_at``, when
+    given, is the envelope's field of that name (set at ingest, whatever the sender said)."""
+    return _wire(event, recorded_at)[0]
+
+
+def _wire(event: InteractionEvent, recorded_at: datetime | None) -> tuple[bytes, bytes]:
+    """The wire form and the content digest: a hash of the canonical JSON without
+    ``recorded_at``, which differs between two sendings of the same event."""
     doc = event.model_dump(exclude_none=True)
-    if recorded_at is not None and "recorded_at" not in doc:
-        doc["recorded_at"] = recorded_at
-    return orjson.dumps(doc)
+    sent = doc.pop("recorded_at", None)
+    stamped = sent if recorded_at is None else recorded_at
+    content = orjson.dumps(doc)
+    digest = hashlib.blake2b(content, digest_size=16).digest()
+    if stamped is None:
+        return content, digest
+    doc["recorded_at"] = stamped
+    return orjson.dumps(doc), digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,10 +221,19 @@ class EncodedEvent:
     type: str
     key: str
     value: bytes
+    digest: bytes = b""
+    """What the event says, hashed (16 bytes; ``recorded_at`` left out): two events with one
+    id and different digests are a conflict, not a duplicate."""
 
     @classmethod
     def of(cls, event: InteractionEvent, recorded_at: datetime | None = None) -> EncodedEvent:
-        return cls(event.event_id.bytes, event.type, event.key, encode(event, recorded_at))
+        value, digest = _wire(event, recorded_at)
+        return cls(event.event_id.bytes, event.type, event.key, value, digest)
+
+
+def content_digest(raw: bytes) -> bytes:
+    """The digest (see :attr:`EncodedEvent.digest`) of an event as stored in the log."""
+    return _wire(decode(raw), None)[1]
 
 
 def prepare(raw: bytes | str, recorded_at: datetime | None = None) -> EncodedEvent:
@@ -200,16 +241,40 @@ def prepare(raw: bytes | str, recorded_at: datetime | None = None) -> EncodedEve
     return EncodedEvent.of(decode(raw), recorded_at)
 
 
-def decode(raw: bytes | str) -> InteractionEvent:
-    """Validate raw JSON bytes into a typed event, upcasting older schema versions."""
+def decode(raw: bytes | str | None) -> InteractionEvent:
+    """Validate raw JSON bytes into a typed event, upcasting older schema versions.
+
+    Whatever the bytes (none at all, as in a Kafka tombstone; not JSON; NUL characters; nested
+    without end; too large), the only error raised is :class:`EventRejected`, naming why."""
+    if not isinstance(raw, bytes | str):
+        kind = "no value (a tombstone)" if raw is None else f"a {type(raw).__name__}"
+        raise EventRejected(
+            None,
+            None,
+            [Violation("(document)", None, "json", f"a record must hold a JSON event, not {kind}")],
+        )
+    if len(raw) > MAX_EVENT_BYTES:
+        raise EventRejected(
+            None,
+            None,
+            [
+                Violation(
+                    "(document)",
+                    f"{len(raw)} bytes",
+                    "max_size",
+                    f"an event may have at most {MAX_EVENT_BYTES} bytes; "
+                    f"a dead letter keeps the first {KEEP_OF_OVERSIZED}",
+                )
+            ],
+        )
     has_nul = b"\\u0000" in raw if isinstance(raw, bytes) else "\\u0000" in raw
-    if has_nul:
-        return decode_document(orjson.loads(raw))  # finds and names the field
-    try:
-        # Fast path: the current version of a valid event validates in one pass in pydantic-core.
-        return EVENT_ADAPTER.validate_json(raw)
-    except ValidationError:
-        pass
+    if not has_nul:
+        try:
+            # Fast path: the current version of a valid event validates in one pass in
+            # pydantic-core.
+            return EVENT_ADAPTER.validate_json(raw)
+        except Exception:  # ValidationError, or any other: the slow path says what is wrong
+            pass
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -221,7 +286,29 @@ def decode(raw: bytes | str) -> InteractionEvent:
 
 
 def decode_document(doc: Any) -> InteractionEvent:
-    """Validate a parsed JSON document (a dict) into a typed event."""
+    """Validate a parsed JSON document (a dict) into a typed event; only
+    :class:`EventRejected` is raised, whatever the document."""
+    try:
+        return _decode_document(doc)
+    except EventRejected:
+        raise
+    except Exception as exc:  # no input may stop a worker: say what broke
+        event_id = _str_or_none(doc.get("event_id")) if isinstance(doc, dict) else None
+        raise EventRejected(
+            event_id[:_MAX_VALUE_CHARS] if event_id else None,
+            None,
+            [
+                Violation(
+                    "(document)",
+                    None,
+                    "readable",
+                    f"the event could not be read: {type(exc).__name__}: {_show(str(exc))}",
+                )
+            ],
+        ) from None
+
+
+def _decode_document(doc: Any) -> InteractionEvent:
     if not isinstance(doc, dict):
         raise EventRejected(
             None,
@@ -230,6 +317,20 @@ def decode_document(doc: Any) -> InteractionEvent:
         )
     event_id = _str_or_none(doc.get("event_id"))
     event_type = doc.get("type")
+    deep = _too_deep(doc)
+    if deep is not None:
+        raise EventRejected(
+            event_id,
+            event_type if isinstance(event_type, str) else None,
+            [
+                Violation(
+                    deep,
+                    None,
+                    "max_depth",
+                    f"objects and arrays may nest at most {MAX_DEPTH} levels deep",
+                )
+            ],
+        )
     nul = _nul_path(doc)
     if nul is not None:
         raise EventRejected(
@@ -282,6 +383,26 @@ def _violations_of(model: type[InteractionEvent], doc: dict[str, Any]) -> list[V
     except ValidationError as exc:
         return _violations(exc)
     return []
+
+
+def _too_deep(doc: Any) -> str | None:
+    """The path where ``doc`` nests deeper than :data:`MAX_DEPTH`, or None. Iterative: a
+    document nested a thousand deep must not exhaust the interpreter's stack."""
+    stack: list[tuple[Any, str, int]] = [(doc, "", 1)]
+    while stack:
+        node, path, depth = stack.pop()
+        if isinstance(node, dict):
+            items: Iterator[tuple[str, Any]] = ((str(k), v) for k, v in node.items())
+        elif isinstance(node, list):
+            items = ((str(i), v) for i, v in enumerate(node))
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            return path or "(document)"
+        for key, value in items:
+            if isinstance(value, dict | list):
+                stack.append((value, f"{path}.{key}" if path else key, depth + 1))
+    return None
 
 
 def _nul_path(node: Any, path: str = "") -> tuple[str, str] | None:

@@ -16,22 +16,28 @@ from multiprocessing import get_context
 from typing import Any
 
 from interaction_store.codec import (
+    KEEP_OF_OVERSIZED,
+    MAX_EVENT_BYTES,
     EncodedEvent,
     EventRejected,
     Violation,
     collector_paused,
     prepare,
 )
-from interaction_store.log.base import DeadLetter, EventLog, Position
+from interaction_store.log.base import Appended, DeadLetter, EventLog, Position
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What became of one input document."""
 
-    status: str  # "accepted" | "duplicate" | "rejected"
+    status: str  # "accepted" | "duplicate" | "conflict" | "rejected"
     position: Position | None = None
+    """accepted: where it was written; duplicate and conflict: where the stored copy is;
+    rejected: where its dead letter is."""
     error: EventRejected | None = None
+    dead_letter: Position | None = None
+    """conflict: where the dead letter (the refused content, both digests) was written."""
 
 
 @dataclass
@@ -41,16 +47,18 @@ class PublishReport:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    conflicts: int = 0
     examples: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
-        return self.accepted + self.duplicates + self.rejected
+        return self.accepted + self.duplicates + self.rejected + self.conflicts
 
     def summary(self) -> str:
+        conflicts = f", conflict {self.conflicts}" if self.conflicts else ""
         return (
-            f"accepted {self.accepted}, duplicate {self.duplicates}, rejected {self.rejected}"
-            f" (of {self.total})"
+            f"accepted {self.accepted}, duplicate {self.duplicates}{conflicts}, "
+            f"rejected {self.rejected} (of {self.total})"
         )
 
 
@@ -63,14 +71,6 @@ class Validated:
     checked: Sequence[EncodedEvent | EventRejected]
     source: str
     line_numbers: Sequence[int] | None = None
-
-
-MAX_EVENT_BYTES = 512 * 1024
-"""Larger documents are rejected: Kafka's default record limit is 1 MB, and an interaction
-that big is a bug upstream (an attachment pasted into a field, say)."""
-
-KEEP_OF_OVERSIZED = 64 * 1024
-"""How much of an oversized document the dead letter keeps."""
 
 
 def _utc_now() -> datetime:
@@ -147,11 +147,20 @@ class Ingest:
                 letter = DeadLetter(doc, str(item), f"{batch.source}:{line}", item.to_dict())
                 letters.append((b, i, letter, item))
         outcomes: list[list[Outcome | None]] = [[None] * len(batch.docs) for batch in batches]
+        conflicts: list[tuple[int, int, Position, DeadLetter]] = []
         if valid:
             appended = self.log.append(records)
-            for (b, i), result in zip(valid, appended, strict=True):
+            for k, ((b, i), result) in enumerate(zip(valid, appended, strict=True)):
+                if result.conflict:
+                    letter = _conflict_letter(batches[b], i, records[k], result)
+                    conflicts.append((b, i, result.position, letter))
+                    continue
                 status = "duplicate" if result.duplicate else "accepted"
                 outcomes[b][i] = Outcome(status, result.position)
+        if conflicts:
+            positions = self.log.dead_letter([letter for *_, letter in conflicts])
+            for (b, i, stored, _), pos in zip(conflicts, positions, strict=True):
+                outcomes[b][i] = Outcome("conflict", stored, dead_letter=pos)
         if letters:
             positions = self.log.dead_letter([letter for _, _, letter, _ in letters])
             for (b, i, _, rejection), pos in zip(letters, positions, strict=True):
@@ -233,12 +242,42 @@ class Ingest:
                 report.accepted += 1
             elif outcome.status == "duplicate":
                 report.duplicates += 1
+            elif outcome.status == "conflict":
+                report.conflicts += 1
+                if len(report.examples) < max_examples:
+                    report.examples.append(
+                        f"conflict: the event_id is stored at {outcome.position} with other "
+                        f"content; this copy went to the dead-letter topic at {outcome.dead_letter}"
+                    )
             else:
                 report.rejected += 1
                 if len(report.examples) < max_examples:
-                    report.examples.append(str(outcome.error))
+                    report.examples.append(f"rejected: {outcome.error}")
         if progress is not None:
             progress(len(docs))
+
+
+def _conflict_letter(
+    batch: Validated, i: int, record: EncodedEvent, result: Appended
+) -> DeadLetter:
+    """The dead letter of an event whose id is stored with other content: the refused
+    document, and both digests so the sender can see which copy is which."""
+    line = batch.line_numbers[i] if batch.line_numbers is not None else i + 1
+    reason = (
+        f"event {result.event_id} ({record.type}) conflicts with the stored copy at "
+        f"{result.position}: same event_id, different content (digest "
+        f"{record.digest.hex()} sent, {result.stored_digest.hex()} stored). The stored copy "
+        "is kept: an event is immutable; send a correction with a new event_id"
+    )
+    details = {
+        "event_id": str(result.event_id),
+        "type": record.type,
+        "rule": "conflict",
+        "stored_position": str(result.position),
+        "stored_digest": result.stored_digest.hex(),
+        "sent_digest": record.digest.hex(),
+    }
+    return DeadLetter(batch.docs[i], reason, f"{batch.source}:{line}", details)
 
 
 def validate_batch(

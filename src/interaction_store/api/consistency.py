@@ -28,6 +28,10 @@ class BadToken(ValueError):
     """A consistency token that is not one of ours (names the token)."""
 
 
+MAX_POSITIONS = 10_000
+"""More positions than any catalog has partitions: a token holding more was not issued here."""
+
+
 def token_of(positions: Iterable[Position]) -> str | None:
     """The token for these written positions (None when nothing was written)."""
     highest: Positions = {}
@@ -54,15 +58,28 @@ def parse(token: str) -> Positions:
         raise BadToken(f"consistency token {shown!r} is not valid base64url JSON") from exc
     if not isinstance(body, dict) or not body:
         raise BadToken(f"consistency token {shown!r} holds no positions")
+    if len(body) > MAX_POSITIONS:
+        raise BadToken(
+            f"consistency token {shown!r} has {len(body)} positions; at most {MAX_POSITIONS}"
+        )
     out: Positions = {}
     for key, offset in body.items():
         topic, _, partition = str(key).rpartition("/")
         # isascii: str.isdigit() is true of "²" and other digits int() does not read.
-        digits = partition.isascii() and partition.isdigit()
-        if not topic or not digits or type(offset) is not int or offset < 0:
-            raise BadToken(f"consistency token {shown!r} has a bad position {key!r}: {offset!r}")
+        digits = partition.isascii() and partition.isdigit() and len(partition) <= 10
+        # Past the databases' integer columns, a number would fail the query, not the token.
+        fits = digits and int(partition) < 2**31 and type(offset) is int and 0 <= offset < 2**63
+        if not topic or len(topic) > 249 or not fits:
+            raise BadToken(
+                f"consistency token {shown!r} has a bad position {_short(key)}: {_short(offset)}"
+            )
         out[(topic, int(partition))] = offset
     return out
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ publishing anything.
 Decisions a caller can rely on:
 
 - Every event gets its own outcome, in input order: accepted (with its position), duplicate
-  (with the stored copy's position) or rejected (every violation, and where the dead letter
-  went). A bad event never holds back its neighbours, and the answer is 200 even when every
-  event was rejected: the rejected ones were stored, in the dead-letter topic.
+  (with the stored copy's position), conflict (its id is stored with other content: the stored
+  copy's position and where the dead letter went) or rejected (every violation, and where the
+  dead letter went). A bad event never holds back its neighbours, and the answer is 200
+  even when every event was rejected: the rejected ones were stored, in the dead-letter topic.
 - The body as a whole can fail: too large (413, bytes or events), not JSON (400 with the line,
   column and character where it broke), not a non-empty array (422), a media type we do not
   read (415). Then nothing was published.
@@ -23,6 +24,7 @@ Decisions a caller can rely on:
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Sequence
@@ -40,9 +42,9 @@ from interaction_store.api import consistency
 from interaction_store.api.auth import Publisher, services
 from interaction_store.api.errors import PROBLEM, APIError
 from interaction_store.api.services import Services
-from interaction_store.codec import EncodedEvent, EventRejected, decode
+from interaction_store.codec import MAX_EVENT_BYTES, EncodedEvent, EventRejected, decode
 from interaction_store.events import EVENT_TYPES
-from interaction_store.ingest import MAX_EVENT_BYTES, Outcome, Validated, validate_batch
+from interaction_store.ingest import Outcome, Validated, validate_batch
 from interaction_store.log.base import LogError, Position
 
 router = APIRouter(tags=["ingest"])
@@ -78,15 +80,19 @@ class EventOutcome(BaseModel):
 
     index: int = Field(description="0-based place in the batch (blank lines not counted)")
     line: int | None = Field(default=None, description="Line number (JSON Lines only)")
-    status: Literal["accepted", "duplicate", "rejected"]
+    status: Literal["accepted", "duplicate", "conflict", "rejected"] = Field(
+        description="conflict: the event_id is stored with other content; the stored copy is "
+        "kept, this one went to the dead-letter topic"
+    )
     event_id: str | None = Field(default=None, description="As read from the event, if any")
     type: str | None = Field(default=None, description="Rejected events: the type, if known")
     position: LogPosition | None = Field(
         default=None,
-        description="Accepted: where it was written; duplicate: where the stored copy is",
+        description="Accepted: where it was written; duplicate and conflict: where the stored "
+        "copy is",
     )
     dead_letter: LogPosition | None = Field(
-        default=None, description="Rejected: where the dead letter was written"
+        default=None, description="Rejected and conflict: where the dead letter was written"
     )
     violations: list[ViolationOut] | None = Field(
         default=None, description="Rejected: every rule the event broke"
@@ -97,6 +103,7 @@ class IngestResult(BaseModel):
     request_id: str = Field(description="Also in each dead letter's source")
     accepted: int
     duplicates: int
+    conflicts: int = Field(description="Events whose id is stored with other content")
     rejected: int
     consistency_token: str | None = Field(
         description="Pass to a read (`consistency_token=`) to read your writes; null when "
@@ -371,7 +378,20 @@ def _parse_array(body: bytes) -> Batch:
             f"the body must be a JSON array of events, not a JSON {kind}: wrap a single event "
             f"in [ ], or send JSON Lines as {LINES[0]}",
         )
-    return Batch([orjson.dumps(item) for item in parsed], None, parsed)
+    return Batch([_element(item) for item in parsed], None, parsed)
+
+
+def _element(item: Any) -> bytes:
+    """One element of the array as its own document. orjson reads deeper nesting (1024) than
+    it writes (254): such an element is written by the standard library instead, then fails
+    validation (too deep) and goes to the dead-letter topic like any bad event."""
+    try:
+        return orjson.dumps(item)
+    except orjson.JSONEncodeError:
+        try:
+            return json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
+        except (RecursionError, ValueError, TypeError):
+            return repr(item).encode("utf-8", "replace")
 
 
 def _request_id(request: Request) -> str:
@@ -417,7 +437,7 @@ def _publish(
             "stored are answered as duplicates",
             {"Retry-After": "5"},
         ) from exc
-    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    counts = {"accepted": 0, "duplicate": 0, "conflict": 0, "rejected": 0}
     written: list[Position] = []
     events: list[dict[str, Any]] = []
     for i, outcome in enumerate(outcomes):
@@ -433,6 +453,8 @@ def _publish(
             entry["event_id"] = batch.event_id_of(i)
             entry["position"] = _position(outcome.position)
             written.append(outcome.position)
+            if outcome.dead_letter is not None:
+                entry["dead_letter"] = _position(outcome.dead_letter)
         events.append(entry)
     for status, n in counts.items():
         svc.metrics.ingested.labels(status).inc(n)
@@ -441,6 +463,7 @@ def _publish(
         "request_id": request_id,
         "accepted": counts["accepted"],
         "duplicates": counts["duplicate"],
+        "conflicts": counts["conflict"],
         "rejected": counts["rejected"],
         "consistency_token": token,
         "events": events,
@@ -452,10 +475,11 @@ def _publish(
     "/v1/events",
     summary="Publish a batch of events",
     description="Each event is answered on its own, in input order: accepted (its position), "
-    "duplicate (the stored copy's position) or rejected (every violation; it went to the "
-    "dead-letter topic). A JSON body is an array of events (also for one event); JSON Lines "
-    "is one event per line. The consistency token (also in `X-Consistency-Token`) makes a "
-    "later read wait for these events.",
+    "duplicate (the stored copy's position), conflict (the id is stored with other content: "
+    "the stored copy's position, and the dead letter's) or rejected (every violation; it "
+    "went to the dead-letter topic). A JSON body is an array of events (also for one "
+    "event); JSON Lines is one event per line. The consistency token (also in "
+    "`X-Consistency-Token`) makes a later read wait for these events.",
     response_model=IngestResult,
     responses={
         200: {

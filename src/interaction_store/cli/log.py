@@ -88,13 +88,15 @@ def topics_ensure(ctx: click.Context) -> None:
 @main.command()
 @click.argument("file", type=click.File("rb"))
 @click.option("--batch-size", type=click.IntRange(1, 1_000_000), help="Events per batch")
-@click.option("--strict", is_flag=True, help="Exit 1 if any line was rejected")
+@click.option("--strict", is_flag=True, help="Exit 1 if any line was rejected or in conflict")
 @click.pass_context
 def publish(ctx: click.Context, file: BinaryIO, batch_size: int | None, strict: bool) -> None:
     """Validate and publish JSON Lines from FILE (- for standard input).
 
     Valid events are published; each rejected line goes to the dead-letter topic with the
-    reason and its original bytes. Prints accepted / duplicate / rejected counts.
+    reason and its original bytes, and so does an event whose id is stored with other content
+    (a conflict: the stored copy is kept). Prints accepted / duplicate / conflict / rejected
+    counts.
     """
     settings = _settings(ctx)
     name = str(getattr(file, "name", "-"))
@@ -109,15 +111,15 @@ def publish(ctx: click.Context, file: BinaryIO, batch_size: int | None, strict: 
     except _USER_ERRORS as exc:
         raise _fail(exc) from exc
     for example in report.examples:
-        click.echo(f"rejected: {example}", err=True)
-    if report.rejected > len(report.examples):
+        click.echo(example, err=True)
+    if report.rejected + report.conflicts > len(report.examples):
         click.echo(
-            f"... and {report.rejected - len(report.examples)} more rejected "
-            "(see `istore tail deadletter`)",
+            f"... and {report.rejected + report.conflicts - len(report.examples)} more rejected "
+            "or in conflict (see `istore tail deadletter`)",
             err=True,
         )
     click.echo(report.summary())
-    if strict and report.rejected:
+    if strict and (report.rejected or report.conflicts):
         sys.exit(1)
 
 
@@ -126,20 +128,22 @@ def _advance(bar: tqdm[Any], n: int) -> None:
 
 
 def _show(record: LogRecord, dead: bool) -> bytes:
+    value = record.value or b""  # None: a tombstone
     if dead:
         return orjson.dumps(
             {
                 "position": str(record.position),
                 "reason": record.headers.get("istore.reason"),
                 "source": record.headers.get("istore.source"),
-                "original": record.value.decode("utf-8", "replace"),
+                "original": value.decode("utf-8", "replace"),
             }
         )
     try:
-        event = orjson.loads(record.value)
-    except orjson.JSONDecodeError:
-        event = record.value.decode("utf-8", "replace")
-    return orjson.dumps({"position": str(record.position), "event": event})
+        return orjson.dumps({"position": str(record.position), "event": orjson.loads(value)})
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        # Not JSON, or nested too deep to write back: shown as the text it is.
+        text = value.decode("utf-8", "replace")
+        return orjson.dumps({"position": str(record.position), "event": text})
 
 
 @main.command()

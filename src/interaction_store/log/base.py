@@ -47,6 +47,10 @@ class Appended:
     """The event id's 16 bytes (the UUID is made only when asked for: publishing is hot)."""
     position: Position
     duplicate: bool
+    conflict: bool = False
+    """A duplicate id whose content differs from the stored copy's (which is kept)."""
+    stored_digest: bytes = b""
+    """With ``conflict``: the stored copy's content digest."""
 
     @property
     def event_id(self) -> UUID:
@@ -75,7 +79,8 @@ class LogRecord:
     """One record read back from the log."""
 
     position: Position
-    value: bytes
+    value: bytes | None
+    """The record's bytes; None for a Kafka tombstone (a record with a null value)."""
     stored_key: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     stored_type: str | None = None
@@ -93,10 +98,10 @@ class LogRecord:
         if self.stored_key is not None:
             return self.stored_key
         try:
-            subject = orjson.loads(self.value).get("subject") or {}
-        except (orjson.JSONDecodeError, AttributeError):
+            subject = orjson.loads(self.value or b"null").get("subject") or {}
+            key = subject.get("contact_id") or subject.get("lead_id") or subject.get("anonymous_id")
+        except (orjson.JSONDecodeError, AttributeError):  # not JSON, or not an object
             return None
-        key = subject.get("contact_id") or subject.get("lead_id") or subject.get("anonymous_id")
         return None if key is None else str(key)
 
     def event(self) -> InteractionEvent:

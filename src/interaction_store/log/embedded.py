@@ -17,7 +17,7 @@ import orjson
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
 from interaction_store.catalog import StreamCatalog
-from interaction_store.codec import EncodedEvent
+from interaction_store.codec import EncodedEvent, EventRejected, content_digest
 from interaction_store.log.base import (
     Appended,
     DeadLetter,
@@ -136,18 +136,34 @@ class EmbeddedLog(EventLog):
                 first = self.recorders[topic].append(c, rows)
                 for n, i in enumerate(idx):
                     out[i] = Appended(ids[i], Position(topic, 0, first + n), False)
-            # 3. Duplicates point at the first copy: in the log, or earlier in this batch.
+            # 3. Duplicates point at the first copy: in the log, or earlier in this batch. One
+            #    whose content differs from that copy's is a conflict (the copy is kept).
             for i in duplicates:
                 key = ids[i]
                 if key in first_in_batch and first_in_batch[key] != i:
                     original = out[first_in_batch[key]]
                     assert original is not None
-                    out[i] = Appended(key, original.position, True)
+                    position = original.position
+                    stored = records[first_in_batch[key]].digest
                 else:
                     topic = known[key]
                     offset = self.recorders[topic].offset_of(c, UUID(bytes=key))
-                    out[i] = Appended(key, Position(topic, 0, offset), True)
+                    position = Position(topic, 0, offset)
+                    stored = self._stored_digest(c, topic, offset)
+                conflict = bool(stored) and bool(records[i].digest) and stored != records[i].digest
+                out[i] = Appended(key, position, True, conflict, stored if conflict else b"")
         return [a for a in out if a is not None]
+
+    def _stored_digest(self, c: SQLiteCursor, topic: str, offset: int) -> bytes:
+        c.execute(
+            f"SELECT state FROM {self.recorders[topic].events_table_name} WHERE rowid=?",
+            (offset + 1,),
+        )
+        row = c.fetchone()
+        try:
+            return content_digest(bytes(row[0])) if row is not None else b""
+        except EventRejected:  # stored by an older contract it no longer meets: cannot tell
+            return b""
 
     def dead_letter(self, letters: Sequence[DeadLetter]) -> list[Position]:
         topic = self.catalog.dead_letter.name

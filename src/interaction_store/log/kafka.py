@@ -399,6 +399,11 @@ def _new_topic(spec: TopicSpec, settings: Settings) -> dict[str, object]:
 
 
 def _record(r: Any) -> LogRecord:
-    headers = {k: v.decode("utf-8", "replace") for k, v in (r.headers or [])}
+    # Anything may be on a topic that others publish to: a header without a value, a key or
+    # value that is not UTF-8. Read what is there; the codec judges the value.
+    headers = {
+        str(k): v.decode("utf-8", "replace") if isinstance(v, bytes) else ""
+        for k, v in (r.headers or [])
+    }
     key = r.key.decode("utf-8", "replace") if r.key is not None else None
     return LogRecord(Position(r.topic, r.partition, r.offset), r.value, key, headers)

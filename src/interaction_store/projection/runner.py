@@ -25,7 +25,12 @@ from datetime import UTC, datetime
 
 from eventsourcing.persistence import IntegrityError
 
-from interaction_store.codec import EventRejected, collector_paused
+from interaction_store.codec import (
+    KEEP_OF_OVERSIZED,
+    MAX_EVENT_BYTES,
+    EventRejected,
+    collector_paused,
+)
 from interaction_store.events import EVENT_TYPES, InteractionEvent
 from interaction_store.log.base import DeadLetter, EventLog, LogRecord
 from interaction_store.projection.base import Projection
@@ -67,6 +72,15 @@ Record = tuple[LogRecord, InteractionEvent]
 
 _TYPE_MARKS = {t: f'"type":"{t}"'.encode() for t in EVENT_TYPES}
 """How each type appears in a record's JSON (compact, as the log stores it)."""
+
+
+def poison_letter(record: LogRecord, reason: str, details: Mapping[str, object]) -> DeadLetter:
+    """The dead letter of a record no view can use: its bytes (none for a tombstone; the first
+    part of an oversized one, which would not fit the dead-letter topic whole)."""
+    value = record.value if isinstance(record.value, bytes) else b""
+    if len(value) > MAX_EVENT_BYTES:
+        value = value[:KEEP_OF_OVERSIZED]
+    return DeadLetter(value, reason, f"log:{record.position}", details)
 
 
 def wanted_types(projections: Sequence[Projection]) -> frozenset[str] | None:
@@ -271,13 +285,17 @@ class ProjectionRunner:
                 # Skipped only when the log names a known type that the value says too: a
                 # header that disagrees with its record (or none) means decoding as usual.
                 mark = _TYPE_MARKS.get(t) if t is not None and t not in wanted else None
-                if mark is not None and mark in r.value:
+                if mark is not None and isinstance(r.value, bytes) and mark in r.value:
                     skipped += 1
                     continue
             try:
                 event = r.event()
             except EventRejected as exc:
-                bad.append(DeadLetter(r.value, str(exc), f"log:{r.position}", exc.to_dict()))
+                bad.append(poison_letter(r, str(exc), exc.to_dict()))
+                continue
+            except Exception as exc:  # decode raises only EventRejected; this is the guard
+                log.exception("record %s could not be decoded", r.position)
+                bad.append(poison_letter(r, f"{type(exc).__name__}: {exc}", {}))
                 continue
             if self.until is not None and event.occurred_at > self.until:
                 continue  # replay up to a point in time: the position still counts as done

@@ -78,11 +78,14 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
         occurred_at, event_id = orjson.loads(raw)
         moment = datetime.fromisoformat(occurred_at)
         uuid = UUID(event_id)
-    except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError):
+        if moment.tzinfo is None:
+            raise ValueError("naive")
+        # An instant near year 1 or 9999 may not exist in UTC (OverflowError); no cursor this
+        # timeline returned is outside the years events may have.
+        at = iso(moment)
+    except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError, OverflowError):
         raise ValueError(f"cursor {cursor!r}: {problem}") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"cursor {cursor!r}: {problem}")
-    return iso(moment), str(uuid)
+    return at, str(uuid)
 
 
 def subject_of(
