@@ -7,7 +7,7 @@ import base64
 import binascii
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -78,10 +78,10 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
         occurred_at, event_id = orjson.loads(raw)
         moment = datetime.fromisoformat(occurred_at)
         uuid = UUID(event_id)
-        if moment.tzinfo is None:
-            raise ValueError("naive")
         # An instant near year 1 or 9999 may not exist in UTC (OverflowError); no cursor this
-        # timeline returned is outside the years events may have.
+        # timeline returned is outside the years events may have, nor without a timezone.
+        if moment.tzinfo is None or not 1000 <= moment.astimezone(UTC).year <= 9999:
+            raise ValueError("not a timeline instant")
         at = iso(moment)
     except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError, OverflowError):
         raise ValueError(f"cursor {cursor!r}: {problem}") from None
