@@ -367,7 +367,7 @@ def test_validate_publishes_nothing(embedded_settings: Settings) -> None:
     ]
     assert answer["events"][2]["violations"][0]["rule"] == "known_type"
     assert "X-Consistency-Token" not in as_lines.headers
-    assert counts == {"accepted": 0, "duplicate": 0, "rejected": 0}
+    assert counts == {"accepted": 0, "duplicate": 0, "conflict": 0, "rejected": 0}
     empty(embedded_settings)
 
 
@@ -406,10 +406,10 @@ def test_metrics_count_each_outcome(embedded_settings: Settings) -> None:
     with client(embedded_settings) as c:
         before = ingested(c)
         post(c, batch, JSON)
-        post(c, orjson.dumps([first]), JSON)
+        post(c, orjson.dumps([first, {**first, "source": "another"}]), JSON)
         after = ingested(c)
-    assert before == {"accepted": 0, "duplicate": 0, "rejected": 0}
-    assert after == {"accepted": 2, "duplicate": 2, "rejected": 1}
+    assert before == {"accepted": 0, "duplicate": 0, "conflict": 0, "rejected": 0}
+    assert after == {"accepted": 2, "duplicate": 2, "conflict": 1, "rejected": 1}
 
 
 def test_made_up_methods_do_not_each_make_a_latency_series(embedded_settings: Settings) -> None:

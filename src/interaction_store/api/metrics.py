@@ -52,7 +52,7 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
-        for outcome in ("accepted", "duplicate", "rejected"):
+        for outcome in ("accepted", "duplicate", "conflict", "rejected"):
             self.ingested.labels(outcome)
 
     def watch_lag(self, read: LagReader) -> None:
