@@ -141,7 +141,7 @@ def lead_scores(
         for name, version, status, reason, lead_status, score, grade, counted, at, ready in rows:
             if as_of is not None and status == "scored":
                 at = _instant(as_of)
-                result = _matches(c, n, lead, models[name])[1].evaluate(micros(at))
+                result = _matches(c, n, lead, models[name], at)[1].evaluate(micros(at))
                 score, grade, counted = result.score, result.grade, len(result.terms)
                 ready = ready if ready is not None and ready <= at else None
             score = None if score is None else float(score)
@@ -176,13 +176,14 @@ def explain(
             raise UnknownLead(lead, instance)
         status, reason, at, ready = row
         m = models[model]
-        ctx, lm = _matches(c, n, lead, m)
+        asked = None if as_of is None else _instant(as_of)
+        ctx, lm = _matches(c, n, lead, m, asked)
     explained = Explanation(
         lead, model, m.version, status, reason, None, None, None, m.sales_ready_threshold, None
     )
     if status != "scored":
         return explained
-    at = _instant(as_of) if as_of is not None else at
+    at = asked if asked is not None else at
     result = lm.evaluate(micros(at))
     described = {r.id: r.description for r in m.rules}
     events = tuple(
@@ -217,9 +218,10 @@ def explain(
 
 
 def _matches(
-    cursor: Cursor, n: TableNames, lead_id: str, model: ScoringModel
+    cursor: Cursor, n: TableNames, lead_id: str, model: ScoringModel, as_of: str | None = None
 ) -> tuple[LeadContext, LeadMatches]:
-    ctx = lead_contexts(cursor, n, [lead_id])[lead_id]
+    """The lead's context and matches; its account's members as of ``as_of`` when given."""
+    ctx = lead_contexts(cursor, n, [lead_id], as_of)[lead_id]
     by_subject = load_matches(cursor, n, ctx.subjects)
     found = [m for s in ctx.subjects for m in by_subject.get((model.name, s), ())]
     return ctx, LeadMatches(model, found)
