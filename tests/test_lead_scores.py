@@ -280,6 +280,30 @@ def test_a_lead_is_scored_from_all_contacts_of_its_parent_account(store: ViewSto
     assert set(explain(store, lead_id, "engagement").subjects) == {str(ada), str(cy)}
 
 
+def test_a_score_as_of_an_instant_counts_the_members_of_that_instant(store: ViewStore) -> None:
+    account, lead_id = uuid.uuid4(), uuid.uuid4()
+    ada, bob, cy = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    view = LeadScores([model()])
+    apply(
+        store,
+        view,
+        [membership(ada, account, 0), membership(bob, account, 0), lead(lead_id, 5, None, account)],
+        [opened(ada, 1), download(2, contact_id=str(bob)), pricing(cy, 3)],
+        # Since then bob left and cy joined: today's members are ada and cy.
+        [membership(bob, account, 2 * DAY, joined=False), membership(cy, account, 3 * DAY)],
+    )
+    assert only(lead_scores(store, lead_id)).score == 15  # ada's 5 and cy's 10
+    then = BASE + timedelta(days=1)
+    past = only(lead_scores(store, lead_id, as_of=then))
+    assert (past.score, past.counted) == (20, 2)  # ada's 5 and bob's 15: cy was not a member
+    why = explain(store, lead_id, "engagement", as_of=then)
+    assert set(why.subjects) == {str(ada), str(bob)}
+    assert {e.subject for e in why.events} == {str(ada), str(bob)}
+    # At an instant between the two changes: bob gone, cy not yet there.
+    between = only(lead_scores(store, lead_id, as_of=BASE + timedelta(days=2, hours=12)))
+    assert between.score == 5
+
+
 def test_a_lead_with_neither_parent_is_not_scored_and_says_why(store: ViewStore) -> None:
     orphan, unseen = uuid.uuid4(), uuid.uuid4()
     view = LeadScores([model()])

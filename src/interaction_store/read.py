@@ -3,7 +3,7 @@ and lead scores with their explanations, always from the live views."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -20,13 +20,19 @@ from interaction_store.projection.consent import (
 )
 from interaction_store.projection.registry import ViewError, ViewRegistry, build
 from interaction_store.projection.scoring import Explanation, LeadScore, explain, lead_scores
-from interaction_store.projection.timeline import Timeline, TimelinePage
+from interaction_store.projection.timeline import Timeline, TimelinePage, TimelineSettings
 from interaction_store.settings import Settings
 from interaction_store.views import ViewStore, open_store
 
 
 class ReadAPI:
-    """Reads the live views of a view store (the registry says which instance is live)."""
+    """Reads the live views of a view store (the registry says which instance is live).
+
+    Every read takes the reader's ``permissions``, the read categories of its role (None:
+    all of them). Timelines show and count only entries of those categories; lead scores
+    count and explain only their events (what the others add is one line of points); consent
+    states, audit trails and decisions keep every value and the instant it took effect, but
+    name (id, type, details) only the events of those categories."""
 
     def __init__(self, settings: Settings | None = None, store: ViewStore | None = None) -> None:
         self.settings = settings or Settings()
@@ -83,13 +89,46 @@ class ReadAPI:
             profiles=self.view("profiles").instance,
         )
 
-    def consent(self, contact_id: UUID | str, as_of: datetime | None = None) -> ConsentState:
-        """A contact's consent now, or as it stood at ``as_of``."""
-        return consent_state(self.store, contact_id, as_of, view=self._consent())
+    def shown(self, permissions: Collection[str] | None) -> Callable[[str], bool] | None:
+        """Whether a reader of ``permissions`` may see an event of a type, by the read
+        category of its channel in the timeline's settings (None: it may see every type). A
+        type of no category (profile, lead and consent events) is shown to every reader."""
+        if permissions is None:
+            return None
+        try:
+            timeline = self.view("timeline")
+            assert isinstance(timeline, Timeline)
+            categories = timeline.settings.permissions
+        except ViewError:  # consent or scores read before any timeline was built
+            categories = TimelineSettings.load(self.settings.projections_dir).permissions
+        granted = frozenset(permissions)
+        if granted >= set(categories.values()):
+            return None
 
-    def audit(self, contact_id: UUID | str) -> list[AuditEntry]:
+        def shown(event_type: str) -> bool:
+            category = categories.get(event_type.split(".", 1)[0])
+            return category is None or category in granted
+
+        return shown
+
+    def consent(
+        self,
+        contact_id: UUID | str,
+        as_of: datetime | None = None,
+        permissions: Collection[str] | None = None,
+    ) -> ConsentState:
+        """A contact's consent now, or as it stood at ``as_of``."""
+        return consent_state(
+            self.store, contact_id, as_of, view=self._consent(), shown=self.shown(permissions)
+        )
+
+    def audit(
+        self, contact_id: UUID | str, permissions: Collection[str] | None = None
+    ) -> list[AuditEntry]:
         """Every consent change of a contact, oldest first, with its source event."""
-        return audit_trail(self.store, contact_id, view=self._consent())
+        return audit_trail(
+            self.store, contact_id, view=self._consent(), shown=self.shown(permissions)
+        )
 
     def may_send(
         self,
@@ -98,6 +137,7 @@ class ReadAPI:
         purpose: str,
         list_id: str | None = None,
         as_of: datetime | None = None,
+        permissions: Collection[str] | None = None,
         **options: Any,
     ) -> Decision:
         """May this message go to this contact (now or at ``as_of``)? With the reasons."""
@@ -109,21 +149,40 @@ class ReadAPI:
             list_id,
             as_of,
             view=self._consent(),
+            shown=self.shown(permissions),
             **options,
         )
 
-    def lead_scores(self, lead_id: UUID | str, as_of: datetime | None = None) -> list[LeadScore]:
+    def lead_scores(
+        self,
+        lead_id: UUID | str,
+        as_of: datetime | None = None,
+        permissions: Collection[str] | None = None,
+    ) -> list[LeadScore]:
         """A lead's score under each model (or why it is not scored)."""
         return lead_scores(
-            self.store, lead_id, instance=self.view("lead_scores").instance, as_of=as_of
+            self.store,
+            lead_id,
+            instance=self.view("lead_scores").instance,
+            as_of=as_of,
+            shown=self.shown(permissions),
         )
 
     def explain(
-        self, lead_id: UUID | str, model: str, as_of: datetime | None = None
+        self,
+        lead_id: UUID | str,
+        model: str,
+        as_of: datetime | None = None,
+        permissions: Collection[str] | None = None,
     ) -> Explanation:
         """The events and rules behind a lead's score under one model."""
         return explain(
-            self.store, lead_id, model, instance=self.view("lead_scores").instance, as_of=as_of
+            self.store,
+            lead_id,
+            model,
+            instance=self.view("lead_scores").instance,
+            as_of=as_of,
+            shown=self.shown(permissions),
         )
 
     def positions(self) -> dict[str, dict[tuple[str, int], int]]:

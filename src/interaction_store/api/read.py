@@ -11,9 +11,8 @@ answers 504 with how far behind they are when they have not. An id no live view 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,7 +58,6 @@ from interaction_store.projection.scoring import (
 from interaction_store.projection.timeline import (
     MAX_LIMIT,
     Timeline,
-    TimelineSettings,
     decode_cursor,
 )
 
@@ -150,11 +148,14 @@ class TimelinePageOut(BaseModel):
 
 
 class SourceOut(BaseModel):
+    """The event that set a value. Of a category the caller may not read, only its instant:
+    ``event_id`` and ``event_type`` null, ``note`` empty."""
+
     model_config = ConfigDict(from_attributes=True)
 
     since: datetime
-    event_id: str
-    event_type: str
+    event_id: str | None
+    event_type: str | None
     note: str
 
 
@@ -217,7 +218,10 @@ class ConsentOut(BaseModel):
     subscribed: list[str]
     contact_points: list[PointConsentOut]
     undeliverable: list[UndeliverableOut] = Field(description="Addresses that hard-bounced")
-    events: int = Field(description="Consent-relevant events of the contact (0: defaults only)")
+    events: int = Field(
+        description="Consent-relevant events of the contact, of the categories the caller may "
+        "read (0: none of those)"
+    )
 
     @classmethod
     def of(cls, state: ConsentState) -> ConsentOut:
@@ -288,6 +292,13 @@ class SetAsideEventOut(BaseModel):
     reason: str
 
 
+class WithheldOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    description: str
+    points: float
+
+
 class RuleSummaryOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -301,36 +312,27 @@ class RuleSummaryOut(BaseModel):
 
 class ExplanationOut(BaseModel):
     """The events and rules behind a score: the events' decayed points sum to it when the
-    caller may read every category; events of the others are neither listed nor counted."""
+    caller may read every category. Events of the others are neither listed nor counted (in
+    the rules either); what they add is the one ``withheld`` line of points."""
 
     subjects: list[str] = Field(description="The contacts and visitors whose events count")
     events: list[ExplainedEventOut]
     set_aside: list[SetAsideEventOut]
     rules: list[RuleSummaryOut]
+    withheld: WithheldOut | None = Field(
+        default=None,
+        description="Points of the categories the caller may not read, without events or "
+        "counts; null when it may read every category",
+    )
 
     @classmethod
-    def of(cls, e: Explanation, shown: Callable[[str], bool]) -> ExplanationOut:
-        """``shown(event_type)``: may the caller see an event of this type."""
-        events = [x for x in e.events if shown(x.type)]
-        aside = [x for x in e.set_aside if shown(x.type)]
+    def of(cls, e: Explanation) -> ExplanationOut:
         return cls(
             subjects=list(e.subjects),
-            events=[ExplainedEventOut.model_validate(x) for x in events],
-            set_aside=[SetAsideEventOut.model_validate(x) for x in aside],
-            # Counted again over the events shown (the stored sums include hidden ones).
-            rules=[
-                RuleSummaryOut(
-                    rule_id=r.rule_id,
-                    description=r.description,
-                    points=r.points,
-                    counted=sum(1 for x in events if x.rule_id == r.rule_id),
-                    set_aside=sum(1 for x in aside if x.rule_id == r.rule_id),
-                    total=round(
-                        math.fsum(x.decayed_points for x in events if x.rule_id == r.rule_id), 6
-                    ),
-                )
-                for r in e.rules
-            ],
+            events=[ExplainedEventOut.model_validate(x) for x in e.events],
+            set_aside=[SetAsideEventOut.model_validate(x) for x in e.set_aside],
+            rules=[RuleSummaryOut.model_validate(r) for r in e.rules],
+            withheld=None if e.withheld is None else WithheldOut.model_validate(e.withheld),
         )
 
 
@@ -348,9 +350,14 @@ class LeadScoreOut(BaseModel):
     status: ScoreStatus
     reason: str | None = Field(description="Why the lead is not scored")
     lead_status: str | None = Field(description="open, qualified, disqualified; null: unknown")
-    score: float | None
+    score: float | None = Field(
+        description="The whole score, also of events of categories the caller may not read "
+        "(what sales-readiness is decided on)"
+    )
     grade: str | None
-    counted: int = Field(description="How many events count in the score")
+    counted: int = Field(
+        description="How many events of the categories the caller may read count in the score"
+    )
     as_of: datetime | None
     threshold: float
     sales_ready: bool
@@ -725,10 +732,15 @@ def _consent(svc: Services) -> Consent:
 
 
 def _consent_state(
-    svc: Services, contact_id: str, as_of: datetime | None, after: ReadAfter
+    svc: Services,
+    contact_id: str,
+    as_of: datetime | None,
+    after: ReadAfter,
+    reader: Principal | None = None,
 ) -> ConsentState:
+    """The whole state, or as ``reader`` sees it (events of its categories only named)."""
     try:
-        return svc.read.consent(contact_id, as_of)
+        return svc.read.consent(contact_id, as_of, None if reader is None else reader.role.read)
     except UnknownContact:
         if not lookup.known(svc.read, "contact", contact_id):
             raise _unknown("contact", contact_id) from None
@@ -750,7 +762,7 @@ def contact_consent(
     as_of: AsOf = None,
 ) -> ConsentOut:
     with _answering():
-        state = _consent_state(svc, str(contact_id), _utc("as_of", as_of), after)
+        state = _consent_state(svc, str(contact_id), _utc("as_of", as_of), after, reader)
     return ConsentOut.of(state)
 
 
@@ -780,9 +792,8 @@ def consent_decision(
     cid, at = str(contact_id), _utc("as_of", as_of)
     with _answering():
         state = _consent_state(svc, cid, at, after)
-        decision = decide(
-            state, _consent(svc).rules, channel, purpose, list_id, topic, contact_point
-        )
+        rules, shown = _consent(svc).rules, svc.read.shown(reader.role.read)
+        decision = decide(state, rules, channel, purpose, list_id, topic, contact_point, shown)
     return DecisionOut(
         contact_id=cid,
         channel=channel,
@@ -796,37 +807,17 @@ def consent_decision(
     )
 
 
-def _readable(svc: Services, reader: Principal) -> Callable[[str], bool]:
-    """Whether ``reader`` may see an event of a type, by the read category of its channel
-    (the timeline's settings); a type of no category (lead, profile, consent) is shown."""
-    try:
-        view = svc.read.view("timeline")
-        assert isinstance(view, Timeline)
-        permissions = view.settings.permissions
-    except ViewError:
-        permissions = TimelineSettings.load(svc.settings.projections_dir).permissions
-    granted = reader.role.read
-
-    def shown(event_type: str) -> bool:
-        category = permissions.get(event_type.split(".", 1)[0])
-        return category is None or category in granted
-
-    return shown
-
-
 def _lead_scores(
-    svc: Services, lead_id: str, as_of: datetime | None, after: ReadAfter
+    svc: Services, lead_id: str, as_of: datetime | None, after: ReadAfter, reader: Principal
 ) -> tuple[LeadScores, list[LeadScoreOut], bool]:
-    """The live view, the lead's score under each of its models, and whether the view has
-    rows for the lead (a lead known only elsewhere is "not scored" under every model)."""
+    """The live view, the lead's score under each of its models (``counted`` over the
+    reader's categories), and whether the view has rows for the lead (a lead known only
+    elsewhere is "not scored" under every model)."""
     view = svc.read.view("lead_scores")
     assert isinstance(view, LeadScores)
     try:
-        return (
-            view,
-            [LeadScoreOut.model_validate(s) for s in svc.read.lead_scores(lead_id, as_of)],
-            True,
-        )
+        scores = svc.read.lead_scores(lead_id, as_of, reader.role.read)
+        return view, [LeadScoreOut.model_validate(s) for s in scores], True
     except UnknownLead:
         if not lookup.known(svc.read, "lead", lead_id):
             raise _unknown("lead", lead_id) from None
@@ -869,7 +860,7 @@ def lead_scores(
 ) -> LeadScoresOut:
     lid = str(lead_id)
     with _answering():
-        _, scores, _ = _lead_scores(svc, lid, _utc("as_of", as_of), after)
+        _, scores, _ = _lead_scores(svc, lid, _utc("as_of", as_of), after, reader)
     return LeadScoresOut(lead_id=lid, scores=scores)
 
 
@@ -892,7 +883,7 @@ def lead_score(
 ) -> LeadScoreOut:
     lid, at = str(lead_id), _utc("as_of", as_of)
     with _answering():
-        view, scores, stored = _lead_scores(svc, lid, at, after)
+        view, scores, stored = _lead_scores(svc, lid, at, after, reader)
         chosen = next((s for s in scores if s.model == model), None)
         if chosen is None:
             names = sorted(view.models)
@@ -909,8 +900,8 @@ def lead_score(
             if stored:
                 # UnknownLead: the lead's rows went away between the two reads.
                 with suppress(UnknownLead):
-                    explained = svc.read.explain(lid, model, at)
-                    explanation = ExplanationOut.of(explained, _readable(svc, reader))
+                    explained = svc.read.explain(lid, model, at, reader.role.read)
+                    explanation = ExplanationOut.of(explained)
             chosen = chosen.model_copy(update={"explanation": explanation})
     return chosen
 

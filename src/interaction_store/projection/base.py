@@ -19,6 +19,10 @@ from interaction_store.views.base import Cursor, ViewStore
 
 T = TypeVar("T")
 
+HIDDEN_EVENT = "an event of a category you may not read"
+"""What a reader is told in place of an event of a read category its role lacks (its id,
+type and details withheld)."""
+
 _INSTANCE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
 

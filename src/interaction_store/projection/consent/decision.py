@@ -16,6 +16,7 @@ from interaction_store.projection.consent.state import (
     Check,
     ConsentState,
     Decision,
+    Shown,
     UnknownContact,
 )
 from interaction_store.projection.consent.view import Consent
@@ -39,8 +40,10 @@ def consent_state(
     as_of: datetime | None = None,
     *,
     view: Consent | None = None,
+    shown: Shown | None = None,
 ) -> ConsentState:
-    """A contact's consent now, or as it stood at ``as_of`` (events up to and including it).
+    """A contact's consent now, or as it stood at ``as_of`` (events up to and including it);
+    with ``shown``, as that reader sees it (:meth:`ConsentState.seen_by`).
 
     Raises :class:`UnknownContact` if no event names the contact.
     """
@@ -49,13 +52,22 @@ def consent_state(
     cid = _contact(contact_id)
     with store.reading() as cursor:
         ledger = view._read(cursor, cid, as_of)
-    return ledger.state(cid, view.rules, as_of)
+        events = ledger.events
+        if shown is not None:
+            by_type = view.events_by_type(cursor, cid, as_of)
+            events = sum(n for t, n in by_type.items() if shown(t))
+    return ledger.state(cid, view.rules, as_of).seen_by(shown, events)
 
 
 def audit_trail(
-    store: ViewStore, contact_id: UUID | str, *, view: Consent | None = None
+    store: ViewStore,
+    contact_id: UUID | str,
+    *,
+    view: Consent | None = None,
+    shown: Shown | None = None,
 ) -> list[AuditEntry]:
-    """Every consent-relevant event of a contact, oldest first, with what it changed."""
+    """Every consent-relevant event of a contact, oldest first, with what it changed; with
+    ``shown``, as that reader sees it (:meth:`AuditEntry.seen_by`)."""
     view = view if view is not None else Consent()
     cid = _contact(contact_id)
     with store.reading() as cursor:
@@ -68,7 +80,9 @@ def audit_trail(
     if not rows:
         raise UnknownContact(cid, view.instance)
     return [
-        AuditEntry(datetime.fromisoformat(at), event_id, t, source, orjson.loads(changes))
+        AuditEntry(datetime.fromisoformat(at), event_id, t, source, orjson.loads(changes)).seen_by(
+            shown
+        )
         for at, event_id, t, source, changes in rows
     ]
 
@@ -84,15 +98,17 @@ def may_send(
     topic: str | None = None,
     contact_point: str | None = None,
     view: Consent | None = None,
+    shown: Shown | None = None,
 ) -> Decision:
     """May a message of ``purpose`` go to the contact on ``channel`` (to ``list_id``, about
     ``topic``, to ``contact_point``: default the contact's current email address or phone
     number, or any of its push devices), now or at ``as_of``? The reasons name each rule, the
-    instant it took effect and the event that set it."""
+    instant it took effect and the event that set it (only the instant for an event of a
+    category ``shown`` hides)."""
     _validate(channel, purpose)
     view = view if view is not None else Consent()
     state = consent_state(store, contact_id, as_of, view=view)
-    return decide(state, view.rules, channel, purpose, list_id, topic, contact_point)
+    return decide(state, view.rules, channel, purpose, list_id, topic, contact_point, shown)
 
 
 def _validate(channel: str, purpose: str) -> None:
@@ -111,8 +127,10 @@ def decide(
     list_id: str | None = None,
     topic: str | None = None,
     contact_point: str | None = None,
+    shown: Shown | None = None,
 ) -> Decision:
-    """The decision for a state already read (see :func:`may_send`)."""
+    """The decision for a state already read in full (see :func:`may_send`); the reasons as
+    the reader ``shown`` describes sees them."""
     _validate(channel, purpose)
     checks: list[Check] = []
     commercial = purpose == "commercial"
@@ -172,9 +190,21 @@ def decide(
     elif point is not None:
         checks.append(_point_consent(state, rules, channel, purpose, point, topic))
 
+    if shown is not None:
+        # Decided on the whole state (the latest of two same-instant sources is taken by
+        # event id), then each hidden source's description replaced by its instant alone.
+        hidden = {s.describe(): s.seen_by(shown).describe() for s in state.sources()}
+        hidden = {full: seen for full, seen in hidden.items() if full != seen}
+        checks = [Check(c.rule, c.passed, _withheld(c.reason, hidden)) for c in checks]
     allowed = all(c.passed for c in checks)
     reasons = [c.reason for c in checks if allowed or not c.passed]
     return Decision(allowed, reasons, checks)
+
+
+def _withheld(reason: str, hidden: dict[str, str]) -> str:
+    for full, seen in hidden.items():
+        reason = reason.replace(full, seen)
+    return reason
 
 
 def _deliverable(state: ConsentState, address: str) -> Check:

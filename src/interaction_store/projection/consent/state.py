@@ -3,11 +3,13 @@ audit entries, and a decision with the rule checks behind it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from interaction_store.events import ConsentLevel
+from interaction_store.projection.base import HIDDEN_EVENT
 
 PREFERENCES = ("allow_email", "allow_bulk_email", "allow_prefill", "track_email")
 CONTACT_FIELDS = ("email", "phone", "is_child", "guardian_contact_id")
@@ -18,19 +20,33 @@ hard bounce or a STOP before any contact event gave one): it covers every addres
 
 T = TypeVar("T")
 
+Shown = Callable[[str], bool]
+"""Whether the reader may see an event of a type (its read category); None: every type."""
+
 
 @dataclass(frozen=True)
 class Source:
-    """The event that set a value: when, which one, of what type, and how it was read."""
+    """The event that set a value: when, which one, of what type, and how it was read.
+
+    For a reader that may not read the event's category only the instant is kept: its id,
+    type and note (a bounce's reason, the keyword of an SMS reply) are None and ""."""
 
     since: datetime
-    event_id: str
-    event_type: str
+    event_id: str | None
+    event_type: str | None
     note: str = ""
 
     def describe(self) -> str:
+        if self.event_id is None or self.event_type is None:
+            return f"since {when(self.since)} by {HIDDEN_EVENT}"
         text = f"since {when(self.since)} by {self.event_type} event {self.event_id}"
         return f"{text} ({self.note})" if self.note else text
+
+    def seen_by(self, shown: Shown | None) -> Source:
+        """The source as a reader sees it (the instant only, for a hidden category)."""
+        if shown is None or self.event_type is None or shown(self.event_type):
+            return self
+        return Source(self.since, None, None)
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,9 @@ class Recorded(Generic[T]):
 
     def describe(self) -> str:
         return self.source.describe() if self.source else "(nothing recorded: the default)"
+
+    def seen_by(self, shown: Shown | None) -> Recorded[T]:
+        return self if self.source is None else Recorded(self.value, self.source.seen_by(shown))
 
 
 @dataclass(frozen=True)
@@ -88,6 +107,36 @@ class ConsentState:
         """The lists the contact is a member of."""
         return sorted(m.list_id for m in self.lists.values() if m.member)
 
+    def sources(self) -> Iterator[Source]:
+        """Every event the state names."""
+        recorded: list[Recorded[Any]] = [*self.preferences.values(), self.level, self.is_child]
+        recorded += [self.guardian_contact_id, self.email, self.phone]
+        yield from (r.source for r in recorded if r.source is not None)
+        yield from (m.source for m in self.lists.values())
+        yield from (p.source for p in self.contact_points)
+        yield from self.undeliverable.values()
+
+    def seen_by(self, shown: Shown | None, events: int) -> ConsentState:
+        """The state as a reader sees it: every value and its instant, the events of the
+        categories it may not read unnamed, and ``events`` counting only the others."""
+        if shown is None:
+            return self
+        return replace(
+            self,
+            preferences={k: r.seen_by(shown) for k, r in self.preferences.items()},
+            level=self.level.seen_by(shown),
+            is_child=self.is_child.seen_by(shown),
+            guardian_contact_id=self.guardian_contact_id.seen_by(shown),
+            email=self.email.seen_by(shown),
+            phone=self.phone.seen_by(shown),
+            lists={k: replace(m, source=m.source.seen_by(shown)) for k, m in self.lists.items()},
+            contact_points=[
+                replace(p, source=p.source.seen_by(shown)) for p in self.contact_points
+            ],
+            undeliverable={a: s.seen_by(shown) for a, s in self.undeliverable.items()},
+            events=events,
+        )
+
 
 @dataclass(frozen=True)
 class Check:
@@ -112,13 +161,24 @@ class AuditEntry:
     """One consent-relevant event and what it changed."""
 
     occurred_at: datetime
-    event_id: str
-    type: str
-    source: str
+    event_id: str | None
+    type: str | None
+    source: str | None
+    """The upstream system that published it."""
     changes: dict[str, Any]
 
     def describe(self) -> str:
+        if self.event_id is None:
+            return f"{when(self.occurred_at)} ({HIDDEN_EVENT}): {summary(self.changes)}"
         return f"{when(self.occurred_at)} {self.type} {self.event_id}: {summary(self.changes)}"
+
+    def seen_by(self, shown: Shown | None) -> AuditEntry:
+        """The entry as a reader sees it: for a category it may not read, what changed and
+        when, without the event's id, type, publisher or note."""
+        if shown is None or self.type is None or shown(self.type):
+            return self
+        changes = {k: v for k, v in self.changes.items() if k != "note"}
+        return AuditEntry(self.occurred_at, None, None, None, changes)
 
 
 class UnknownContact(LookupError):

@@ -207,6 +207,18 @@ class Consent(Projection):
             ledger.bounced[address] = src_from(src)
         return ledger
 
+    def events_by_type(
+        self, cursor: Cursor, contact_id: str, as_of: datetime | None
+    ) -> dict[str, int]:
+        """How many consent-relevant events of each type a contact has (up to ``as_of``)."""
+        until = "" if as_of is None else " AND occurred_at <= %s"
+        cursor.execute(
+            f"SELECT type, COUNT(*) FROM {self.table('audit')} WHERE contact_id = %s{until} "
+            "GROUP BY type",
+            (contact_id,) if as_of is None else (contact_id, iso(as_of)),
+        )
+        return {t: int(n) for t, n in cursor.fetchall()}
+
     def _known(self, cursor: Cursor, contact_id: str) -> None:
         cursor.execute(
             f"SELECT 1 FROM {self.table('contacts')} WHERE contact_id = %s", (contact_id,)

@@ -158,8 +158,11 @@ def leads_of(cursor: Cursor, n: TableNames, contacts: set[str], accounts: set[st
     return leads | set(column_in(cursor, n.prof("leads"), "lead_id", "parent_account_id", accounts))
 
 
-def lead_contexts(cursor: Cursor, n: TableNames, lead_ids: Iterable[str]) -> dict[str, LeadContext]:
-    """The leads (those the profiles know), with the contacts and visitors that score them."""
+def lead_contexts(
+    cursor: Cursor, n: TableNames, lead_ids: Iterable[str], as_of: str | None = None
+) -> dict[str, LeadContext]:
+    """The leads (those the profiles know), with the contacts and visitors that score them:
+    an account's members of today, or of ``as_of`` (an ISO instant) when one is given."""
     contexts = {
         lead_id: LeadContext(lead_id, contact, account, status, created)
         for lead_id, contact, account, status, created in select_in(
@@ -178,15 +181,10 @@ def lead_contexts(cursor: Cursor, n: TableNames, lead_ids: Iterable[str]) -> dic
     ):
         contexts[lead_id].history.append((at, event_type))
     scored = [c for c in contexts.values() if c.reason is None]
-    by_account: dict[str, list[str]] = defaultdict(list)
-    for account, contact in select_in(
-        cursor,
-        f"SELECT account_id, contact_id FROM {n.prof('members')} WHERE member = %s "
-        "AND account_id IN ({ids})",
-        {c.parent_account_id for c in scored if c.parent_account_id and not c.parent_contact_id},
-        True,
-    ):
-        by_account[account].append(contact)
+    accounts = {
+        c.parent_account_id for c in scored if c.parent_account_id and not c.parent_contact_id
+    }
+    by_account = members_of(cursor, n, accounts, as_of)
     base = {
         c.lead_id: (
             [c.parent_contact_id]
@@ -208,6 +206,45 @@ def lead_contexts(cursor: Cursor, n: TableNames, lead_ids: Iterable[str]) -> dic
         contacts = sorted({x for b in base[c.lead_id] for x in groups[b]})
         c.subjects = contacts + sorted(v for x in contacts for v in visitors[x])
     return contexts
+
+
+def members_of(
+    cursor: Cursor, n: TableNames, accounts: Iterable[str], as_of: str | None = None
+) -> dict[str, list[str]]:
+    """Each account's members: today's, or those of ``as_of`` (by their last joined or left
+    event at or before it; a contact who left since was a member then, one who joined since
+    was not)."""
+    by_account: dict[str, list[str]] = defaultdict(list)
+    if as_of is None:
+        for account, contact in select_in(
+            cursor,
+            f"SELECT account_id, contact_id FROM {n.prof('members')} WHERE member = %s "
+            "AND account_id IN ({ids})",
+            accounts,
+            True,
+        ):
+            by_account[account].append(contact)
+        return by_account
+    # Every contact that was ever a member has a row (member or not); their events say when.
+    pairs = select_in(
+        cursor,
+        f"SELECT account_id, contact_id FROM {n.prof('members')} WHERE account_id IN ({{ids}})",
+        accounts,
+    )
+    last: dict[str, str] = {}
+    for entity, event_type in select_in(
+        cursor,
+        f"SELECT entity_id, type FROM {n.prof('events')} WHERE kind = %s AND occurred_at <= %s "
+        "AND entity_id IN ({ids}) ORDER BY entity_id, occurred_at, event_id",
+        (f"{account}|{contact}" for account, contact in pairs),
+        "member",
+        as_of,
+    ):
+        last[entity] = event_type
+    for account, contact in sorted(pairs):
+        if last.get(f"{account}|{contact}") == "contact.joined_account":
+            by_account[account].append(contact)
+    return by_account
 
 
 def load_matches(

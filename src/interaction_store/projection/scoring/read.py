@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from interaction_store.projection.base import iso
+from interaction_store.projection.base import HIDDEN_EVENT, iso
 from interaction_store.projection.scoring.leads import (
     KIND,
     LeadContext,
@@ -20,6 +20,11 @@ from interaction_store.projection.scoring.leads import (
 from interaction_store.projection.scoring.model import ScoringModel
 from interaction_store.projection.scoring.points import LeadMatches, Match, micros
 from interaction_store.views.base import Cursor, ViewStore
+
+Shown = Callable[[str], bool]
+"""Whether the reader may see an event of a type (its read category); None: every type."""
+
+WITHHELD = "other categories you may not read"
 
 
 class UnknownLead(LookupError):
@@ -48,7 +53,8 @@ class LeadScore:
     score: float | None
     grade: str | None
     counted: int
-    """How many events count in the score."""
+    """How many events count in the score; for a reader that may not see every category,
+    only those of its categories (the score is the whole score all the same)."""
     as_of: datetime | None
     threshold: float
     sales_ready: bool
@@ -93,8 +99,18 @@ class RuleSummary:
 
 
 @dataclass(frozen=True)
+class Withheld:
+    """The points of the events a reader may not see, as one line: no events, no rules, no
+    counts."""
+
+    description: str
+    points: float
+
+
+@dataclass(frozen=True)
 class Explanation:
-    """The events and rules behind a lead's score; ``events`` sum to ``score``."""
+    """The events and rules behind a lead's score; ``events`` sum to ``score``, with
+    ``withheld`` when the reader may not see every category."""
 
     lead_id: str
     model: str
@@ -111,6 +127,8 @@ class Explanation:
     events: tuple[ExplainedEvent, ...] = ()
     set_aside: tuple[SetAsideEvent, ...] = ()
     rules: tuple[RuleSummary, ...] = ()
+    withheld: Withheld | None = None
+    """For a reader that may not see every category: what the others add, in one line."""
 
 
 def stored_models(cursor: Cursor, n: TableNames) -> dict[str, ScoringModel]:
@@ -124,8 +142,10 @@ def lead_scores(
     *,
     instance: str = KIND,
     as_of: datetime | None = None,
+    shown: Shown | None = None,
 ) -> list[LeadScore]:
-    """A lead's score under each model, as stored, or recomputed as of another instant."""
+    """A lead's score under each model, as stored, or recomputed as of another instant;
+    ``counted`` only the events ``shown`` lets the reader see."""
     n, lead = TableNames(instance), str(lead_id)
     with store.reading() as c:
         c.execute(
@@ -139,11 +159,16 @@ def lead_scores(
         models = stored_models(c, n)
         out = []
         for name, version, status, reason, lead_status, score, grade, counted, at, ready in rows:
-            if as_of is not None and status == "scored":
-                at = _instant(as_of)
-                result = _matches(c, n, lead, models[name])[1].evaluate(micros(at))
-                score, grade, counted = result.score, result.grade, len(result.terms)
-                ready = ready if ready is not None and ready <= at else None
+            if status == "scored" and (as_of is not None or shown is not None):
+                asked = None if as_of is None else _instant(as_of)
+                at = asked or at
+                result = _matches(c, n, lead, models[name], asked)[1].evaluate(micros(at))
+                if asked is not None:
+                    score, grade, counted = result.score, result.grade, len(result.terms)
+                    ready = ready if ready is not None and ready <= at else None
+                if shown is not None:
+                    # The stored count includes events the reader may not see.
+                    counted = sum(1 for t in result.terms if shown(t.match.event_type))
             score = None if score is None else float(score)
             threshold = models[name].sales_ready_threshold
             head = (lead, name, version, status, reason, lead_status, score, grade, counted)
@@ -158,9 +183,14 @@ def explain(
     *,
     instance: str = KIND,
     as_of: datetime | None = None,
+    shown: Shown | None = None,
 ) -> Explanation:
     """The events and rules behind a lead's score under ``model`` (as of the stored instant,
-    or ``as_of``); the events' decayed points sum to the score."""
+    or ``as_of``); the events' decayed points sum to the score.
+
+    With ``shown``, only the events it lets the reader see are listed and counted (rules
+    included), a reason never names a hidden event, and what the hidden ones add is one
+    :class:`Withheld` line of points (present even at 0, so that it tells nothing either)."""
     n, lead = TableNames(instance), str(lead_id)
     with store.reading() as c:
         models = stored_models(c, n)
@@ -176,22 +206,35 @@ def explain(
             raise UnknownLead(lead, instance)
         status, reason, at, ready = row
         m = models[model]
-        ctx, lm = _matches(c, n, lead, m)
+        asked = None if as_of is None else _instant(as_of)
+        ctx, lm = _matches(c, n, lead, m, asked)
     explained = Explanation(
         lead, model, m.version, status, reason, None, None, None, m.sales_ready_threshold, None
     )
     if status != "scored":
         return explained
-    at = _instant(as_of) if as_of is not None else at
+    at = asked if asked is not None else at
     result = lm.evaluate(micros(at))
+    see = shown or (lambda _: True)
+    hidden = {x.event_id for _, kept, _ in lm.rules for x in kept if not see(x.event_type)}
+    hidden.update(x.event_id for x, _ in lm.repeats if not see(x.event_type))
     described = {r.id: r.description for r in m.rules}
     events = tuple(
         ExplainedEvent(
             *_identity(t.match), described[t.match.rule_id], t.match.points, round(t.decayed, 6)
         )
         for t in result.terms
+        if see(t.match.event_type)
     )
-    aside = tuple(SetAsideEvent(*_identity(a.match), a.reason) for a in result.set_aside)
+    aside = tuple(
+        SetAsideEvent(*_identity(a.match), _unnamed(a.reason, hidden))
+        for a in result.set_aside
+        if see(a.match.event_type)
+    )
+    withheld = None
+    if shown is not None:
+        rest = math.fsum(t.decayed for t in result.terms if not see(t.match.event_type))
+        withheld = Withheld(WITHHELD, round(rest, 6) + 0.0)
     rules = tuple(
         RuleSummary(
             r.id,
@@ -213,13 +256,22 @@ def explain(
         events=events,
         set_aside=aside,
         rules=rules,
+        withheld=withheld,
     )
 
 
+def _unnamed(reason: str, hidden: set[str]) -> str:
+    """A reason that names no hidden event (a ``once_per`` repeat names the first one)."""
+    for event_id in hidden:
+        reason = reason.replace(f"event {event_id}", HIDDEN_EVENT)
+    return reason
+
+
 def _matches(
-    cursor: Cursor, n: TableNames, lead_id: str, model: ScoringModel
+    cursor: Cursor, n: TableNames, lead_id: str, model: ScoringModel, as_of: str | None = None
 ) -> tuple[LeadContext, LeadMatches]:
-    ctx = lead_contexts(cursor, n, [lead_id])[lead_id]
+    """The lead's context and matches; its account's members as of ``as_of`` when given."""
+    ctx = lead_contexts(cursor, n, [lead_id], as_of)[lead_id]
     by_subject = load_matches(cursor, n, ctx.subjects)
     found = [m for s in ctx.subjects for m in by_subject.get((model.name, s), ())]
     return ctx, LeadMatches(model, found)
