@@ -150,7 +150,7 @@ class LocalKafkaCluster:
         ).is_file():
             raise KafkaSetupError(
                 f"{self.home} holds a single-node broker: stop it (`istore kafka stop`) and "
-                "give the cluster another folder (--kafka-home or ISTORE_KAFKA_HOME)"
+                "give the cluster another folder (ISTORE_KAFKA_HOME)"
             )
         if state is not None and state.get("nodes") != self.count:
             raise KafkaSetupError(
