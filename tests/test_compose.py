@@ -23,6 +23,8 @@ import yaml
 from pydantic import AliasChoices
 
 from interaction_store.catalog import StreamCatalog, TopicSpec
+from interaction_store.kafka_cluster import replication_for
+from interaction_store.log.kafka import _new_topic
 from interaction_store.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +42,9 @@ UPCOMING_SETTINGS = {
 }
 # The services built from the Dockerfile, each running `istore serve --role <its name>`.
 APP_SERVICES = ("ingest", "worker", "read")
-KAFKA_SERVICE = "kafka"
+# Three KRaft nodes: a quorum that survives one, and three replicas of every topic.
+KAFKA_SERVICES = ("kafka-1", "kafka-2", "kafka-3")
+REPLICAS, MIN_ISR = replication_for(len(KAFKA_SERVICES))
 KAFKA_INIT_SERVICE = "kafka-init"
 POSTGRES_SERVICE = "postgres"
 KAFKA_IMAGE = re.compile(r"^apache/kafka:4\.3\.\d+$")
@@ -344,11 +348,13 @@ def test_kafka_init_creates_every_catalog_topic_as_the_catalog_says(
         opts = created[name]
         where = f"kafka-init, topic {name}"
         assert opts.get("--partitions") == [str(spec.partitions)], f"{where}: partitions"
-        assert config_pairs(opts.get("--config", []), where) == spec.kafka_config(), (
-            f"{where}: --config must be the catalog's {spec.kafka_config()}"
+        # The topic the store's own ensure_topics would create on this cluster.
+        wanted = _new_topic(spec, REPLICAS)
+        assert config_pairs(opts.get("--config", []), where) == wanted["configs"], (
+            f"{where}: --config must be {wanted['configs']}"
         )
         assert "--if-not-exists" in opts, f"{where}: must be idempotent (--if-not-exists)"
-        assert opts.get("--replication-factor") == ["1"], f"{where}: one broker, one replica"
+        assert opts.get("--replication-factor") == [str(REPLICAS)], f"{where}: replicas"
 
 
 def test_kafka_init_reapplies_exactly_the_catalog_configs(
@@ -367,7 +373,8 @@ def test_kafka_init_reapplies_exactly_the_catalog_configs(
         assert name not in altered, f"kafka-init alters {name} twice"
         altered.add(name)
         where = f"kafka-init, kafka-configs for {name}"
-        assert config_pairs(opts.get("--add-config", []), where) == expected[name].kafka_config()
+        wanted = _new_topic(expected[name], REPLICAS)["configs"]
+        assert config_pairs(opts.get("--add-config", []), where) == wanted
         assert "--delete-config" not in opts, where
     assert not altered or altered == set(expected), "re-apply the configs of every topic or none"
 
@@ -378,9 +385,10 @@ def test_kafka_init_stops_at_the_first_error_and_waits_for_a_healthy_broker(
     init = services[KAFKA_INIT_SERVICE]
     script = "\n".join(words(init.get("entrypoint")) + words(init.get("command")))
     assert re.search(r"^\s*set -[a-z]*e", script, re.M), "kafka-init: `set -e` so failures fail"
-    assert init["depends_on"][KAFKA_SERVICE]["condition"] == "service_healthy"
+    for node in KAFKA_SERVICES:
+        assert init["depends_on"][node]["condition"] == "service_healthy", node
+        assert init["image"] == services[node]["image"], "kafka-init uses the broker's tools"
     assert init.get("restart", "no") == "no", "kafka-init runs once"
-    assert init["image"] == services[KAFKA_SERVICE]["image"], "kafka-init uses the broker's tools"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,66 +396,81 @@ def test_kafka_init_stops_at_the_first_error_and_waits_for_a_healthy_broker(
 
 
 def test_kafka_image_is_apache_kafka_4_3(services: dict[str, dict[str, Any]]) -> None:
-    assert KAFKA_IMAGE.match(services[KAFKA_SERVICE]["image"]), services[KAFKA_SERVICE]["image"]
-    assert KAFKA_IMAGE.match(services[KAFKA_INIT_SERVICE]["image"])
+    for name in (*KAFKA_SERVICES, KAFKA_INIT_SERVICE):
+        assert KAFKA_IMAGE.match(services[name]["image"]), services[name]["image"]
 
 
-def test_kafka_is_a_single_node_kraft_combined_broker(services: dict[str, dict[str, Any]]) -> None:
-    env = environment(services[KAFKA_SERVICE])
-    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
-    bound = listeners(env["KAFKA_LISTENERS"])
-    controller_names = env["KAFKA_CONTROLLER_LISTENER_NAMES"].split(",")
-    assert "PLAINTEXT" in bound
-    assert all(name in bound for name in controller_names), "controller listener not bound"
-    protocols = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
-    assert set(bound) <= set(protocols), "every listener needs a security protocol"
-    controller_port = bound[controller_names[0]][1]
-    voters = env.get("KAFKA_CONTROLLER_QUORUM_VOTERS")
-    bootstrap = env.get("KAFKA_CONTROLLER_QUORUM_BOOTSTRAP_SERVERS")
-    assert voters or bootstrap, "the controller quorum needs voters or bootstrap servers"
-    if voters:
-        node, _, address = voters.partition("@")
-        assert node == env["KAFKA_NODE_ID"], "the only voter is this node"
-        assert address == f"{KAFKA_SERVICE}:{controller_port}"
-    if bootstrap:
-        assert bootstrap == f"{KAFKA_SERVICE}:{controller_port}"
-    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false", "topics come from the catalog only"
-    for key in (
-        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
-        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
-        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
-    ):
-        assert env[key] == "1", f"{key} must be 1 on a single broker"
+def test_kafka_is_three_kraft_nodes_in_one_quorum(services: dict[str, dict[str, Any]]) -> None:
+    nodes = {name: environment(services[name]) for name in KAFKA_SERVICES}
+    voters: dict[str, str] = {}
+    for name, env in nodes.items():
+        assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}, name
+        bound = listeners(env["KAFKA_LISTENERS"])
+        controller_names = env["KAFKA_CONTROLLER_LISTENER_NAMES"].split(",")
+        assert "PLAINTEXT" in bound
+        assert all(c in bound for c in controller_names), f"{name}: controller listener unbound"
+        protocols = dict(
+            p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+        )
+        assert set(bound) <= set(protocols), f"{name}: every listener needs a protocol"
+        hostname = services[name].get("hostname", name)
+        voters[env["KAFKA_NODE_ID"]] = f"{hostname}:{bound[controller_names[0]][1]}"
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false", "topics come from the catalog"
+        for key in (
+            "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+            "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+            "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR",
+            "KAFKA_DEFAULT_REPLICATION_FACTOR",
+        ):
+            assert env[key] == str(REPLICAS), f"{name}: {key} must be {REPLICAS}"
+        for key in (
+            "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+            "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR",
+            "KAFKA_MIN_INSYNC_REPLICAS",
+        ):
+            assert env[key] == str(MIN_ISR), f"{name}: {key} must be {MIN_ISR}"
+    assert len(voters) == len(KAFKA_SERVICES), f"node ids must differ: {sorted(voters)}"
+    quorum = ",".join(f"{node}@{address}" for node, address in sorted(voters.items()))
+    for name, env in nodes.items():
+        # The image formats without --standalone: every node names the same static voters.
+        assert env.get("KAFKA_CONTROLLER_QUORUM_VOTERS") == quorum, f"{name}: voters"
+    assert len({env["CLUSTER_ID"] for env in nodes.values()}) == 1, "one cluster id"
 
 
 def test_kafka_keeps_its_log_on_a_named_volume(compose: dict[str, Any]) -> None:
-    kafka = compose["services"][KAFKA_SERVICE]
-    log_dirs = environment(kafka)["KAFKA_LOG_DIRS"].split(",")
-    mounted = {target for _, target in named_volume_mounts(compose, KAFKA_SERVICE)}
-    assert set(log_dirs) <= mounted, f"KAFKA_LOG_DIRS {log_dirs} must be on named volumes"
+    sources: list[str] = []
+    for name in KAFKA_SERVICES:
+        log_dirs = environment(compose["services"][name])["KAFKA_LOG_DIRS"].split(",")
+        mounts = named_volume_mounts(compose, name)
+        mounted = {target for _, target in mounts}
+        assert set(log_dirs) <= mounted, f"{name}: KAFKA_LOG_DIRS {log_dirs} not on named volumes"
+        sources += [source for source, target in mounts if target in log_dirs]
+    assert len(sources) == len(set(sources)), f"each node needs a volume of its own: {sources}"
 
 
-def test_services_bootstrap_from_the_advertised_plaintext_listener(
+def test_services_bootstrap_from_every_advertised_plaintext_listener(
     services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    kafka_env = environment(services[KAFKA_SERVICE])
-    host, port = listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"])["PLAINTEXT"]
-    assert listeners(kafka_env["KAFKA_LISTENERS"])["PLAINTEXT"][1] == port
-    reachable = {KAFKA_SERVICE, services[KAFKA_SERVICE].get("hostname", KAFKA_SERVICE)}
-    assert host in reachable, f"advertised host {host} is not the kafka service's name"
-    advertised = f"{host}:{port}"
+    advertised = []
+    for name in KAFKA_SERVICES:
+        env = environment(services[name])
+        host, port = listeners(env["KAFKA_ADVERTISED_LISTENERS"])["PLAINTEXT"]
+        assert listeners(env["KAFKA_LISTENERS"])["PLAINTEXT"][1] == port
+        assert host in {name, services[name].get("hostname", name)}, f"{name} advertises {host}"
+        advertised.append(f"{host}:{port}")
+        health = words(services[name]["healthcheck"]["test"])
+        (checked,) = options(health)["--bootstrap-server"]
+        assert checked.rpartition(":")[2] == str(port), f"{name}: healthcheck port"
     for name in APP_SERVICES:
         settings = settings_for(environment(services[name]), monkeypatch)
         assert settings.kafka_bootstrap_servers, f"{name}: no ISTORE_KAFKA_BOOTSTRAP_SERVERS"
         servers = settings.kafka_bootstrap_servers.split(",")
-        assert servers == [advertised], f"{name} bootstraps from {servers}, not {advertised}"
+        # All of them: a service starting while one node is down must still find the cluster.
+        assert servers == advertised, f"{name} bootstraps from {servers}, not {advertised}"
     for tokens in shell_commands(services[KAFKA_INIT_SERVICE]):
         if tokens[0].endswith(".sh"):
             opts = options(tokens)
-            assert opts.get("--bootstrap-server") == [advertised], shlex.join(tokens)
-    health = words(services[KAFKA_SERVICE]["healthcheck"]["test"])
-    (checked,) = options(health)["--bootstrap-server"]
-    assert checked.rpartition(":")[2] == str(port), "the healthcheck asks the PLAINTEXT listener"
+            assert opts.get("--bootstrap-server") == [",".join(advertised)], shlex.join(tokens)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -571,7 +594,7 @@ def test_dependencies_exist_and_health_conditions_have_healthchecks(
             assert target in services, f"{name} depends on unknown service {target}"
             if (spec or {}).get("condition") == "service_healthy":
                 assert "healthcheck" in services[target], f"{target} has no healthcheck"
-    for name in (KAFKA_SERVICE, POSTGRES_SERVICE):
+    for name in (*KAFKA_SERVICES, POSTGRES_SERVICE):
         assert words(services[name].get("healthcheck", {}).get("test")), f"{name}: healthcheck"
 
 

@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BrokerStatus", "KafkaSetupError", "LocalKafka", "wait_for_broker"]
+__all__ = [
+    "BrokerStatus",
+    "KafkaSetupError",
+    "LocalKafka",
+    "new_cluster_id",
+    "wait_for_broker",
+]
 
 DEFAULT_VERSION = "4.3.1"
 # log4j-core version that kafka_2.13 4.3.1 resolves to; the SLF4J binding must match it.
@@ -180,6 +186,15 @@ def _pick_free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id, the shape of Kafka's Uuid.randomUuid(): url-safe base64 of 16 bytes,
+    no padding, never a leading "-" (command lines would read it as an option)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def _reap(pid: int) -> None:
     # A broker started by this process stays a zombie (and "alive" to kill 0) until reaped.
     with contextlib.suppress(ChildProcessError, OSError):
@@ -203,16 +218,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _probe(bootstrap_servers: str, budget_s: float, cluster_id: str | None) -> str | None:
-    """Ask the broker to describe the cluster; None when it answers with an unfenced broker."""
-    host, _, port = bootstrap_servers.rpartition(":")
-    try:
-        # Cheap pre-check: constructing an admin client against a closed port costs a
-        # background IO thread each time, so only do it once something listens.
-        with socket.create_connection((host, int(port)), timeout=min(budget_s, 1.0)):
-            pass
-    except OSError as exc:
-        return f"port not open yet ({exc})"
+def _probe(
+    bootstrap_servers: str, budget_s: float, cluster_id: str | None, brokers_needed: int = 1
+) -> str | None:
+    """Ask the broker to describe the cluster; None when it answers with ``brokers_needed``
+    unfenced brokers."""
+    # Cheap pre-check: constructing an admin client against a closed port costs a background
+    # IO thread each time, so only do it once something listens (any one node of a cluster).
+    closed = []
+    for address in bootstrap_servers.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=min(budget_s, 1.0)):
+                break
+        except OSError as exc:
+            closed.append(f"{address}: {exc}")
+    else:
+        return f"port not open yet ({'; '.join(closed)})"
 
     from kafka import KafkaAdminClient
 
@@ -246,6 +268,9 @@ def _probe(bootstrap_servers: str, budget_s: float, cluster_id: str | None) -> s
     # A fenced broker answers metadata calls but refuses produce/create; not ready yet.
     if not brokers or any(b.get("is_fenced") for b in brokers):
         return f"cluster answered but no unfenced broker yet: {brokers}"
+    if len(brokers) < brokers_needed:
+        # A cluster's nodes register one by one; topics of RF 3 need all three.
+        return f"{len(brokers)} of {brokers_needed} brokers registered: {brokers}"
     return None
 
 
@@ -254,11 +279,13 @@ def wait_for_broker(
     timeout: float = 60.0,
     alive: Callable[[], str | None] | None = None,
     cluster_id: str | None = None,
+    brokers_needed: int = 1,
 ) -> None:
     """Block until a Kafka admin call at ``bootstrap_servers`` answers, or raise KafkaSetupError.
 
     ``alive`` is polled between tries; returning a message aborts the wait early (the process
-    died). With ``cluster_id``, only a broker of that cluster counts as an answer.
+    died). With ``cluster_id``, only a broker of that cluster counts as an answer; the cluster
+    must have ``brokers_needed`` unfenced brokers.
     """
     deadline = time.monotonic() + timeout
     last = "no attempt made"
@@ -273,7 +300,7 @@ def wait_for_broker(
                 f"Kafka at {bootstrap_servers} did not answer within {timeout:.0f}s (last: {last})"
             )
         # Short tries: a silent listener (not Kafka) must not hide a dead JVM for long.
-        outcome = _probe(bootstrap_servers, min(remaining, 2.0), cluster_id)
+        outcome = _probe(bootstrap_servers, min(remaining, 2.0), cluster_id, brokers_needed)
         if outcome is None:
             return
         last = outcome
@@ -548,12 +575,7 @@ class LocalKafka:
                 return match.group(1)
         if self._cluster_id_file.is_file():
             return self._cluster_id_file.read_text().strip()
-        while True:
-            # Same shape as Kafka's Uuid.randomUuid(): url-safe base64 of 16 bytes, no padding;
-            # Kafka avoids a leading "-" because command lines would read it as an option.
-            cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            if not cid.startswith("-"):
-                break
+        cid = new_cluster_id()
         self._cluster_id_file.write_text(cid + "\n")
         return cid
 
@@ -572,8 +594,9 @@ class LocalKafka:
         broker, controller = _pick_free_ports(2)
         return broker, controller
 
-    def _write_config(self, broker_port: int, controller_port: int) -> None:
-        props = {
+    def _properties(self, broker_port: int, controller_port: int) -> dict[str, str]:
+        """server.properties of a lone node; a cluster node (kafka_cluster) overrides some."""
+        return {
             "process.roles": "broker,controller",
             "node.id": str(_NODE_ID),
             "listeners": (
@@ -598,6 +621,9 @@ class LocalKafka:
             # Our code creates topics explicitly; auto-creation would hide a missing create.
             "auto.create.topics.enable": "false",
         }
+
+    def _write_config(self, broker_port: int, controller_port: int) -> None:
+        props = self._properties(broker_port, controller_port)
         body = "".join(f"{key}={value}\n" for key, value in props.items())
         self.server_properties.write_text(
             "# Generated by interaction_store.kafka_local; rewritten on every start.\n" + body
@@ -616,24 +642,37 @@ class LocalKafka:
             str(libs / "*"),
         ]
 
-    def _format_storage(self, java: str, libs: Path) -> None:
+    def _format_options(self) -> list[str]:
+        # A lone node is its own dynamic quorum; cluster nodes use static voters instead.
+        return ["--standalone"]
+
+    def _format_command(self, java: str, libs: Path) -> list[str] | None:
+        """The StorageTool command that formats the data dir; None when already formatted."""
         if (self.data_dir / "meta.properties").is_file():
-            return  # already formatted: keeps the cluster id, topics and offsets
-        cmd = [
+            return None  # already formatted: keeps the cluster id, topics and offsets
+        return [
             *self._jvm_base(java, libs),
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
+            *self._format_options(),
             "-t",
             self._cluster_id(),
             "-c",
             str(self.server_properties),
         ]
+
+    def _format_storage(self, java: str, libs: Path) -> None:
+        cmd = self._format_command(java, libs)
+        if cmd is None:
+            return
         done = subprocess.run(cmd, cwd=self.home, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
+        self._check_formatted(done.returncode, done.stdout + done.stderr)
+
+    def _check_formatted(self, returncode: int, output: str) -> None:
+        if returncode != 0:
             raise KafkaSetupError(
-                f"formatting Kafka storage in {self.data_dir} failed (exit {done.returncode}):\n"
-                + "\n".join((done.stdout + done.stderr).splitlines()[-_LOG_TAIL_LINES:])
+                f"formatting Kafka storage in {self.data_dir} failed (exit {returncode}):\n"
+                + "\n".join(output.splitlines()[-_LOG_TAIL_LINES:])
             )
 
     def _failure(self, headline: str, log_start: int = 0) -> KafkaSetupError:
@@ -689,6 +728,29 @@ class LocalKafka:
         broker_port, controller_port = self._choose_ports()
         self._write_config(broker_port, controller_port)
         self._format_storage(java, libs)
+        proc, log_start = self._spawn(java, libs, broker_port, controller_port)
+        bootstrap = f"{_HOST}:{broker_port}"
+
+        def exited() -> str | None:
+            code = proc.poll()
+            return None if code is None else f"Kafka exited early with code {code}"
+
+        try:
+            wait_for_broker(bootstrap, timeout, alive=exited, cluster_id=self._cluster_id())
+        except KafkaSetupError as exc:
+            code = proc.poll()
+            self._kill(proc.pid, grace=10.0)
+            self.state_file.unlink(missing_ok=True)
+            if code is not None and self._bind_failed(log_start):
+                raise _PortTaken from exc
+            raise self._failure(f"{exc}; broker stopped", log_start) from exc
+        return bootstrap
+
+    def _spawn(
+        self, java: str, libs: Path, broker_port: int, controller_port: int
+    ) -> tuple[subprocess.Popen[bytes], int]:
+        """Start the JVM of a configured, formatted node and record it in the state file;
+        returns the process and where this run's part of the log starts."""
         bootstrap = f"{_HOST}:{broker_port}"
         cmd = [*self._jvm_base(java, libs), "kafka.Kafka", str(self.server_properties)]
         log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
@@ -714,21 +776,7 @@ class LocalKafka:
         }
         # Written before readiness so stop() can clean up even if this process dies waiting.
         self.state_file.write_text(json.dumps(state, indent=2) + "\n")
-
-        def exited() -> str | None:
-            code = proc.poll()
-            return None if code is None else f"Kafka exited early with code {code}"
-
-        try:
-            wait_for_broker(bootstrap, timeout, alive=exited, cluster_id=self._cluster_id())
-        except KafkaSetupError as exc:
-            code = proc.poll()
-            self._kill(proc.pid, grace=10.0)
-            self.state_file.unlink(missing_ok=True)
-            if code is not None and self._bind_failed(log_start):
-                raise _PortTaken from exc
-            raise self._failure(f"{exc}; broker stopped", log_start) from exc
-        return bootstrap
+        return proc, log_start
 
     def _log_since(self, offset: int) -> str:
         try:

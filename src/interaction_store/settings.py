@@ -48,7 +48,12 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
-    kafka_replication_factor: int = Field(default=1, ge=1, description="For topics we create")
+    kafka_replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        description="Replicas of each topic we create; unset: min(3, brokers in the cluster), "
+        "with min.insync.replicas=2 from 3 replicas on",
+    )
     kafka_home: Path | None = Field(
         default=None, description="Folder of the local broker (istore kafka start)"
     )

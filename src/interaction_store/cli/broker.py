@@ -1,4 +1,4 @@
-"""Commands for a local single-node Apache Kafka broker."""
+"""Commands for a local Apache Kafka broker or cluster (KRaft, from the jars)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,23 @@ from interaction_store.log import LogError, open_log
 
 @main.group()
 def kafka() -> None:
-    """A local single-node Apache Kafka broker (KRaft) for development and tests."""
+    """A local Apache Kafka broker or cluster (--nodes 3), KRaft, for development and tests."""
 
 
-def _local(ctx: click.Context) -> Any:
-    from interaction_store.kafka_local import LocalKafka
+def _local(ctx: click.Context, nodes: int | None = None) -> Any:
+    """The folder's lone broker or cluster; ``nodes`` (from start) chooses, else the folder."""
+    from interaction_store.kafka_cluster import LocalKafkaCluster, cluster_size
+    from interaction_store.kafka_local import KafkaSetupError, LocalKafka
 
-    return LocalKafka(_settings(ctx).local_kafka_home)
+    home = _settings(ctx).local_kafka_home
+    held = cluster_size(home)
+    if nodes == 1 and held is not None:
+        raise KafkaSetupError(
+            f"--nodes 1 but {home} holds a cluster of {held} nodes: start it with --nodes "
+            f"{held}, or give the single broker another folder (ISTORE_KAFKA_HOME)"
+        )
+    count = nodes if nodes is not None else held or 1
+    return LocalKafka(home) if count == 1 else LocalKafkaCluster(home, count)
 
 
 @kafka.command("jars")
@@ -41,13 +51,20 @@ def kafka_jars(ctx: click.Context) -> None:
 
 
 @kafka.command("start")
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 9),
+    default=None,
+    help="KRaft nodes (broker+controller each); 3: every topic has 3 replicas and "
+    "min.insync.replicas=2, so one node may die. Default: what the folder holds, else 1",
+)
 @click.pass_context
-def kafka_start(ctx: click.Context) -> None:
-    """Fetch the broker jars (once), start the broker, create the catalog's topics."""
+def kafka_start(ctx: click.Context, nodes: int | None) -> None:
+    """Fetch the broker jars (once), start the broker(s), create the catalog's topics."""
     from interaction_store.kafka_local import KafkaSetupError
 
-    broker = _local(ctx)
     try:
+        broker = _local(ctx, nodes)
         broker.ensure_jars(progress=lambda msg: click.echo(msg, err=True))
         bootstrap = broker.start()
         settings = _settings(ctx).model_copy(
@@ -66,7 +83,7 @@ def kafka_start(ctx: click.Context) -> None:
 @kafka.command("stop")
 @click.pass_context
 def kafka_stop(ctx: click.Context) -> None:
-    """Stop the local broker (its data is kept)."""
+    """Stop the local broker or cluster (its data is kept)."""
     was_running = _local(ctx).stop()
     click.echo("stopped" if was_running else "was not running")
 
@@ -74,9 +91,11 @@ def kafka_stop(ctx: click.Context) -> None:
 @kafka.command("status")
 @click.pass_context
 def kafka_status(ctx: click.Context) -> None:
-    """Say whether the local broker runs, and where."""
+    """Say whether the local broker (or cluster) runs, and where."""
     status = _local(ctx).status()
-    if status.running:
+    if status.running and status.pid is None:  # a cluster: the detail names each node
+        click.echo(f"running at {status.bootstrap_servers} ({status.detail}; {status.home})")
+    elif status.running:
         click.echo(f"running at {status.bootstrap_servers} (pid {status.pid}, {status.home})")
     else:
         click.echo(f"not running ({status.detail})")

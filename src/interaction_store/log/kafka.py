@@ -162,8 +162,10 @@ class KafkaLog(EventLog):
                 )
             missing = [s for s in self.catalog.topics.values() if s.name not in existing]
             if missing:
+                brokers = len(admin.describe_cluster().get("brokers") or [])
+                replicas = _replication_factor(self.settings, brokers)
                 admin.create_topics(
-                    {s.name: _new_topic(s, self.settings) for s in missing},
+                    {s.name: _new_topic(s, replicas) for s in missing},
                     wait_for_metadata=True,
                 )
             return [s.name for s in missing]
@@ -390,12 +392,27 @@ class KafkaLog(EventLog):
         self.index.close()
 
 
-def _new_topic(spec: TopicSpec, settings: Settings) -> dict[str, object]:
-    return {
-        "num_partitions": spec.partitions,
-        "replication_factor": settings.kafka_replication_factor,
-        "configs": spec.kafka_config(),
-    }
+def _replication_factor(settings: Settings, brokers: int) -> int:
+    """The setting, else min(3, brokers): three copies survive the loss of one broker."""
+    wanted = settings.kafka_replication_factor
+    if wanted is None:
+        return max(1, min(3, brokers))
+    if wanted > brokers:
+        raise LogError(
+            f"kafka_replication_factor={wanted} (ISTORE_KAFKA_REPLICATION_FACTOR) but the cluster "
+            f"at {settings.kafka_bootstrap_servers} has {brokers} broker(s): lower the setting, "
+            "or unset it to use min(3, brokers)"
+        )
+    return wanted
+
+
+def _new_topic(spec: TopicSpec, replicas: int) -> dict[str, object]:
+    configs = spec.kafka_config()
+    if replicas >= 3:
+        # acks=all then waits for two copies: one broker may die without losing an
+        # acknowledged event, and writes go on while it is down.
+        configs["min.insync.replicas"] = "2"
+    return {"num_partitions": spec.partitions, "replication_factor": replicas, "configs": configs}
 
 
 def _record(r: Any) -> LogRecord:
