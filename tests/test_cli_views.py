@@ -573,7 +573,7 @@ def test_sample_and_show_print_what_the_read_api_reads(
 
     nobody = str(uuid.uuid4())
     missing = istore(view_settings, "show", "contact", nobody, code=1)
-    assert f"contact {nobody} is not in the consent view 'consent'" in missing.stderr
+    assert f"contact {nobody} is unknown: no live view holds anything about it" in missing.stderr
     no_lead = istore(view_settings, "show", "lead", nobody, code=1)
     assert f"no lead {nobody} in the lead_scores view" in no_lead.stderr
     assert (
