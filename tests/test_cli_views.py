@@ -90,7 +90,11 @@ def applied(result: Result) -> int:
 def views_listed(settings: Settings) -> dict[str, list[str]]:
     """`istore views list` as name -> [kind, status, lag, created]."""
     out = istore(settings, "views", "list").stdout
-    return {line.split("\t")[0]: line.split("\t")[1:] for line in out.splitlines()}
+    return {
+        line.split("\t")[0]: line.split("\t")[1:]
+        for line in out.splitlines()
+        if not line.startswith(" ")  # a note under a view
+    }
 
 
 def logged_events(settings: Settings) -> list[InteractionEvent]:

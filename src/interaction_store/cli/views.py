@@ -28,6 +28,7 @@ from interaction_store.projection.registry import (
     ViewRegistry,
     build,
     default_definition,
+    outdated,
 )
 from interaction_store.projection.runner import dead_letters, retry_dead_letters
 from interaction_store.projection.score_diff import diff_scores
@@ -283,6 +284,9 @@ def views_list(ctx: click.Context) -> None:
                     f"{info.instance}\t{info.kind}\t{info.status}{until}\tlag {lag}\t"
                     f"created {info.created_at[:19]}"
                 )
+                note = outdated(info, settings) if info.status == "live" else None
+                if note is not None:
+                    click.echo(f"  {note}")
     except ERRORS as exc:
         raise fail(exc) from exc
 

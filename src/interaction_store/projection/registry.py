@@ -18,6 +18,7 @@ import orjson
 
 from interaction_store.projection.base import Projection
 from interaction_store.projection.runner import DEAD_LETTERS, dead_letters_ddl
+from interaction_store.projection.scoring.files import read_model
 from interaction_store.settings import Settings
 from interaction_store.views.base import ViewStore
 
@@ -251,3 +252,43 @@ class LiveSet:
             return False
         self.changed = live != self.feeding
         return self.changed
+
+
+def outdated(info: ViewInfo, settings: Settings) -> str | None:
+    """How the definition files (``consent.toml``'s opt-outs, the scoring models) now differ
+    from what the view was built with, or None. A running worker, and one restarted, go on
+    with what the view was built with: its rows were computed so, and mixing the two would
+    make a view that no replay gives. Only a replay uses the files."""
+    if not info.definition:
+        return None  # nothing recorded (a definition-free kind, or registered before)
+    try:
+        now = default_definition(info.kind, settings)
+    except (ValueError, OSError) as exc:
+        return f"its definition files cannot be read (running servers keep what they read): {exc}"
+    if all(now.get(k) == v for k, v in info.definition.items()):
+        return None
+    built, files = info.definition.get("models"), now.get("models")
+    if isinstance(built, dict) and isinstance(files, dict):
+        # Compared as models, not as text: an edited comment changes no score.
+        names = sorted(
+            n for n in built.keys() | files.keys() if _model(n, built) != _model(n, files)
+        )
+        if not names:
+            return None
+        what = f"the scoring model files differ from its models ({', '.join(names)})"
+    else:
+        changed = sorted(k for k, v in info.definition.items() if now.get(k) != v)
+        what = f"the definition files differ from what it was built with ({', '.join(changed)})"
+    return (
+        f"replay needed: {what}; a restart keeps what it was built with; to use the files, "
+        f"`istore replay {info.kind} --as NAME`, compare, then `istore views promote NAME`"
+    )
+
+
+def _model(name: str, texts: dict[str, str]) -> object:
+    if name not in texts:
+        return None
+    try:
+        return read_model(texts[name], name).definition()
+    except ValueError:
+        return texts[name]  # unreadable: told apart by its text
