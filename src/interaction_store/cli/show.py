@@ -22,6 +22,7 @@ def _contact(api: ReadAPI, given_id: str, entries: int) -> None:
         contact_id = str(UUID(given_id))
     except ValueError:
         raise ValueError(f"contact_id {given_id!r}: not a UUID") from None
+    page = api.timeline(contact_id=contact_id, limit=entries)  # first: says if no view is live
     # As the HTTP API answers: an id no live view knows is refused; one known only from its
     # interactions (no consent or contact event yet) has the consent rules' defaults.
     if not lookup.known(api, "contact", contact_id):
@@ -29,7 +30,6 @@ def _contact(api: ReadAPI, given_id: str, entries: int) -> None:
             f"contact {contact_id} is unknown: no live view holds anything about it (check "
             "the id, or let the views catch up with the log: istore run)"
         )
-    page = api.timeline(contact_id=contact_id, limit=entries)
     click.echo(f"Timeline of contact {contact_id} ({page.total} interactions in the window):")
     for e in page.entries:
         preview = ", ".join(f"{k}: {v}" for k, v in e.preview.items() if v)
