@@ -90,7 +90,11 @@ def applied(result: Result) -> int:
 def views_listed(settings: Settings) -> dict[str, list[str]]:
     """`istore views list` as name -> [kind, status, lag, created]."""
     out = istore(settings, "views", "list").stdout
-    return {line.split("\t")[0]: line.split("\t")[1:] for line in out.splitlines()}
+    return {
+        line.split("\t")[0]: line.split("\t")[1:]
+        for line in out.splitlines()
+        if not line.startswith(" ")  # a note under a view
+    }
 
 
 def logged_events(settings: Settings) -> list[InteractionEvent]:
@@ -573,7 +577,7 @@ def test_sample_and_show_print_what_the_read_api_reads(
 
     nobody = str(uuid.uuid4())
     missing = istore(view_settings, "show", "contact", nobody, code=1)
-    assert f"contact {nobody} is not in the consent view 'consent'" in missing.stderr
+    assert f"contact {nobody} is unknown: no live view holds anything about it" in missing.stderr
     no_lead = istore(view_settings, "show", "lead", nobody, code=1)
     assert f"no lead {nobody} in the lead_scores view" in no_lead.stderr
     assert (

@@ -504,7 +504,8 @@ async def _wait(
 
 
 def _live_instances(svc: Services) -> list[str]:
-    return [i.instance for i in svc.read.registry.all() if i.status == "live"]
+    # A fresh look: the route then reads the views this wait is for (a promotion moments ago).
+    return [i.instance for i in svc.read_now().registry.all() if i.status == "live"]
 
 
 def _behind_views(svc: Services, views: Sequence[str], required: Positions) -> list[Behind]:

@@ -115,6 +115,14 @@ class Services:
                 self._read_checked = now
         return api
 
+    def read_now(self) -> ReadAPI:
+        """:attr:`read` after a fresh look at the registry: a read with a consistency token
+        waits on the views live now, and must then read those same views, not ones demoted
+        less than ``REGISTRY_EVERY`` seconds ago (which stopped applying at the promotion)."""
+        with self._opening:
+            self._read_checked = float("-inf")
+        return self.read
+
     def event_partitions(self) -> list[tuple[str, int]]:
         log = self.log
         return [(t.name, p) for t in log.catalog.event_topics for p in log.partitions(t.name)]

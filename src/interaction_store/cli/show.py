@@ -3,30 +3,50 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import click
 
+from interaction_store.api import lookup
 from interaction_store.cli import fail, main, settings_of
 from interaction_store.cli.views import ERRORS
+from interaction_store.projection.consent import Consent, UnknownContact, decide
+from interaction_store.projection.consent.ledger import Ledger
 from interaction_store.read import ReadAPI
 
 SHOW_ERRORS: tuple[type[Exception], ...] = (*ERRORS, LookupError)
 
 
-def _contact(api: ReadAPI, contact_id: str, entries: int) -> None:
-    page = api.timeline(contact_id=contact_id, limit=entries)
+def _contact(api: ReadAPI, given_id: str, entries: int) -> None:
+    try:
+        contact_id = str(UUID(given_id))
+    except ValueError:
+        raise ValueError(f"contact_id {given_id!r}: not a UUID") from None
+    page = api.timeline(contact_id=contact_id, limit=entries)  # first: says if no view is live
+    # As the HTTP API answers: an id no live view knows is refused; one known only from its
+    # interactions (no consent or contact event yet) has the consent rules' defaults.
+    if not lookup.known(api, "contact", contact_id):
+        raise LookupError(
+            f"contact {contact_id} is unknown: no live view holds anything about it (check "
+            "the id, or let the views catch up with the log: istore run)"
+        )
     click.echo(f"Timeline of contact {contact_id} ({page.total} interactions in the window):")
     for e in page.entries:
         preview = ", ".join(f"{k}: {v}" for k, v in e.preview.items() if v)
         status = f" [{e.status}]" if e.status and e.status != "sent" else ""
         click.echo(f"  {e.occurred_at:%Y-%m-%d %H:%M}  {e.type}{status}  {preview}"[:140])
-    state = api.consent(contact_id)
+    view = api.view("consent")
+    assert isinstance(view, Consent)
+    try:
+        state = api.consent(contact_id)
+    except UnknownContact:
+        state = Ledger().state(contact_id, view.rules, None)
     click.echo("Consent:")
     for name, recorded in sorted(state.preferences.items()):
         click.echo(f"  {name} = {recorded.value}  {recorded.describe()}"[:140])
     click.echo(f"  level = {state.level.value}  {state.level.describe()}"[:140])
     click.echo(f"  lists: {', '.join(state.subscribed) or 'none'}")
-    decision = api.may_send(contact_id, "email", "commercial")
+    decision = decide(state, view.rules, "email", "commercial", None, None, None)
     verdict = "yes" if decision.allowed else "no"
     click.echo(f"May we send a marketing email now? {verdict}")
     for reason in decision.reasons[:4]:

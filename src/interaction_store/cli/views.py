@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -17,21 +18,24 @@ from tqdm import tqdm
 
 from interaction_store.cli import USER_ERRORS, fail, main, settings_of
 from interaction_store.log import open_log
+from interaction_store.log.base import EventLog
 from interaction_store.projection import ProjectionRunner, RunStats
 from interaction_store.projection.registry import (
     KINDS,
+    LiveSet,
     ViewError,
     ViewInfo,
     ViewRegistry,
     build,
     default_definition,
+    outdated,
 )
 from interaction_store.projection.runner import dead_letters, retry_dead_letters
 from interaction_store.projection.score_diff import diff_scores
 from interaction_store.projection.scoring import LeadScores, publish_outbox
 from interaction_store.projection.scoring_model import read_models
 from interaction_store.settings import Settings
-from interaction_store.views import open_store
+from interaction_store.views import ViewStore, open_store
 
 ERRORS: tuple[type[Exception], ...] = (*USER_ERRORS, ViewError)
 
@@ -71,42 +75,70 @@ class ProjectionWorker:
 
     def run(self, *, once: bool = False, group: str | None = None) -> RunStats:
         """Follow the log until stopped (with ``once``: until caught up); ``group`` joins a
-        Kafka consumer group. Progress goes to stderr."""
+        Kafka consumer group. Progress goes to stderr.
+
+        1. register the default views on a first start;
+        2. build a runner on the live views and run it, looking at the registry as it goes;
+        3. when another process promoted (or dropped) a view, stop before the next batch and
+           go back to 2: the new runner starts each view from its own tracked positions, so a
+           promoted view catches up on what the demoted one applied meanwhile."""
         settings = self.settings
+        stats = RunStats()
         with open_log(settings) as log, open_store(settings) as store:
             registry = ViewRegistry(store)
-            infos = registry.ensure_defaults(settings)
-            projections = [build(i, settings) for i in infos]
-            runner = ProjectionRunner(log, store, projections, batch_size=self.batch_size)
-            for projection in projections:
-                if isinstance(projection, LeadScores):
-                    # A changed model means a replay, not a silent mix of two models.
-                    projection.check_models(store)
-            self._runner = runner
-            if self.stopping:
-                return runner.stats
-            names = ", ".join(i.instance for i in infos)
-            click.echo(f"projecting into {names}", err=True)
-            last = [time.monotonic()]
-            published = [0]
+            registry.ensure_defaults(settings)
+            while not self.stopping:
+                infos = registry.live_views()
+                watch = LiveSet(registry, infos)
+                stats = self._run_views(log, store, infos, stats, once, group, watch.moved)
+                if not watch.changed:
+                    break
+                click.echo("the live views changed (istore views promote or drop)", err=True)
+        return stats
 
-            def on_batch(stats: RunStats) -> None:
-                published[0] += _after_batch(runner, log, store)
-                if self.stopping:
-                    runner.stop()  # a stop that came before the run began
-                if time.monotonic() - last[0] >= 5:
-                    last[0] = time.monotonic()
-                    lag = sum(runner.lag().values())
-                    click.echo(f"applied {stats.applied} events, lag {lag}", err=True)
+    def _run_views(
+        self,
+        log: EventLog,
+        store: ViewStore,
+        infos: Sequence[ViewInfo],
+        stats: RunStats,
+        once: bool,
+        group: str | None,
+        moved: Callable[[bool], bool],
+    ) -> RunStats:
+        """Run these views (adding to ``stats``) until stopped, caught up (``once``) or the
+        live set moved."""
+        projections = [build(i, self.settings) for i in infos]
+        runner = ProjectionRunner(log, store, projections, batch_size=self.batch_size)
+        runner.stats = stats
+        for projection in projections:
+            if isinstance(projection, LeadScores):
+                # A changed model means a replay, not a silent mix of two models.
+                projection.check_models(store)
+        self._runner = runner
+        if self.stopping:
+            return runner.stats
+        click.echo(f"projecting into {', '.join(i.instance for i in infos)}", err=True)
+        last = [time.monotonic()]
+        published = [0]
 
-            stats = runner.run(follow=not once, group_id=group, on_batch=on_batch)
+        def on_batch(stats: RunStats) -> None:
             published[0] += _after_batch(runner, log, store)
-            # The outbox's events are in the log now, and the views read them too: with --once,
-            # apply them before exiting so that no lag is left (each is published only once).
-            while once and published[0] and not self.stopping:
-                published[0] = 0
-                stats = runner.run(follow=False, on_batch=on_batch)
-                published[0] += _after_batch(runner, log, store)
+            if self.stopping:
+                runner.stop()  # a stop that came before the run began
+            if time.monotonic() - last[0] >= 5:
+                last[0] = time.monotonic()
+                lag = sum(runner.lag().values())
+                click.echo(f"applied {stats.applied} events, lag {lag}", err=True)
+
+        stats = runner.run(follow=not once, group_id=group, on_batch=on_batch, until=moved)
+        published[0] += _after_batch(runner, log, store)
+        # The outbox's events are in the log now, and the views read them too: with --once,
+        # apply them before exiting so that no lag is left (each is published only once).
+        while once and published[0] and not self.stopping and not moved(True):
+            published[0] = 0
+            stats = runner.run(follow=False, on_batch=on_batch, until=moved)
+            published[0] += _after_batch(runner, log, store)
         return stats
 
 
@@ -252,6 +284,9 @@ def views_list(ctx: click.Context) -> None:
                     f"{info.instance}\t{info.kind}\t{info.status}{until}\tlag {lag}\t"
                     f"created {info.created_at[:19]}"
                 )
+                note = outdated(info, settings) if info.status == "live" else None
+                if note is not None:
+                    click.echo(f"  {note}")
     except ERRORS as exc:
         raise fail(exc) from exc
 

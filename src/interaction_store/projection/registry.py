@@ -7,6 +7,9 @@ one; promoting it makes the read API use it, in one transaction; dropping remove
 from __future__ import annotations
 
 import importlib
+import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,8 +18,11 @@ import orjson
 
 from interaction_store.projection.base import Projection
 from interaction_store.projection.runner import DEAD_LETTERS, dead_letters_ddl
+from interaction_store.projection.scoring.files import read_model
 from interaction_store.settings import Settings
 from interaction_store.views.base import ViewStore
+
+log = logging.getLogger(__name__)
 
 REGISTRY = "istore_views"
 
@@ -106,6 +112,10 @@ class ViewRegistry:
     def live(self, kind: str) -> ViewInfo | None:
         projection_class(kind)
         return next((i for i in self.all() if i.kind == kind and i.status == "live"), None)
+
+    def live_views(self) -> tuple[ViewInfo, ...]:
+        """The live view of each kind, in kind order."""
+        return tuple(i for i in self.all() if i.status == "live")
 
     def register(
         self,
@@ -207,3 +217,78 @@ def default_definition(kind: str, settings: Settings) -> dict[str, Any]:
         return {}
     definition: dict[str, Any] = definer(settings)
     return definition
+
+
+class LiveSet:
+    """Tells a running worker that the live views are no longer those it feeds: ``istore views
+    promote`` (or a drop after one) from another process. The worker then rebuilds its runner
+    on the new set, which resumes each view from its own tracked positions, so nothing is lost
+    and nothing is applied twice.
+
+    Looks at the registry at most every ``every`` seconds between polls, and on every look
+    before a batch (``fresh``): a batch written into a view demoted and dropped a moment ago
+    would recreate its positions, or fail on its missing tables."""
+
+    def __init__(self, registry: ViewRegistry, feeding: Sequence[ViewInfo], every: float = 0.5):
+        self.registry = registry
+        self.feeding = frozenset(i.instance for i in feeding)
+        self.every = every
+        self._looked = time.monotonic()
+        self.changed = False
+
+    def moved(self, fresh: bool = False) -> bool:
+        """True once the live set differs from the one being fed (and from then on); the
+        runner's ``until`` hook (``fresh``: a batch is about to be applied)."""
+        if self.changed:
+            return True
+        now = time.monotonic()
+        if not fresh and now - self._looked < self.every:
+            return False
+        self._looked = now
+        try:
+            live = frozenset(i.instance for i in self.registry.live_views())
+        except Exception as exc:  # the view database away for a moment: look again later
+            log.warning("could not read the view registry (%s): looking again shortly", exc)
+            return False
+        self.changed = live != self.feeding
+        return self.changed
+
+
+def outdated(info: ViewInfo, settings: Settings) -> str | None:
+    """How the definition files (``consent.toml``'s opt-outs, the scoring models) now differ
+    from what the view was built with, or None. A running worker, and one restarted, go on
+    with what the view was built with: its rows were computed so, and mixing the two would
+    make a view that no replay gives. Only a replay uses the files."""
+    if not info.definition:
+        return None  # nothing recorded (a definition-free kind, or registered before)
+    try:
+        now = default_definition(info.kind, settings)
+    except (ValueError, OSError) as exc:
+        return f"its definition files cannot be read (running servers keep what they read): {exc}"
+    if all(now.get(k) == v for k, v in info.definition.items()):
+        return None
+    built, files = info.definition.get("models"), now.get("models")
+    if isinstance(built, dict) and isinstance(files, dict):
+        # Compared as models, not as text: an edited comment changes no score.
+        names = sorted(
+            n for n in built.keys() | files.keys() if _model(n, built) != _model(n, files)
+        )
+        if not names:
+            return None
+        what = f"the scoring model files differ from its models ({', '.join(names)})"
+    else:
+        changed = sorted(k for k, v in info.definition.items() if now.get(k) != v)
+        what = f"the definition files differ from what it was built with ({', '.join(changed)})"
+    return (
+        f"replay needed: {what}; a restart keeps what it was built with; to use the files, "
+        f"`istore replay {info.kind} --as NAME`, compare, then `istore views promote NAME`"
+    )
+
+
+def _model(name: str, texts: dict[str, str]) -> object:
+    if name not in texts:
+        return None
+    try:
+        return read_model(texts[name], name).definition()
+    except ValueError:
+        return texts[name]  # unreadable: told apart by its text

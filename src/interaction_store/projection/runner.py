@@ -180,10 +180,16 @@ class ProjectionRunner:
         follow: bool = True,
         group_id: str | None = None,
         on_batch: Callable[[RunStats], None] | None = None,
+        until: Callable[[bool], bool] | None = None,
     ) -> RunStats:
         """Apply the log until :meth:`stop` (``follow``) or until caught up with where the log
-        ended when the run began. ``group_id`` joins a Kafka consumer group."""
+        ended when the run began. ``group_id`` joins a Kafka consumer group. ``until`` is asked
+        between polls (``until(False)``) and before each batch (``until(True)``): when it says
+        stop, the run returns without
+        applying the batch in hand (nothing of it is tracked, so the next run reads it again:
+        how a worker swaps its set of views after a promotion)."""
         self._stop = False
+        halted = until if until is not None else (lambda batch: False)
         parts = self.partitions()
         self.load_positions(parts)
         ends = {(t, p): end for t in self.topics for p, end in self.log.end_offsets(t).items()}
@@ -197,8 +203,12 @@ class ProjectionRunner:
 
         if caught_up():
             return self.stats
-        for batch in self._batches(parts, group_id, lambda: self._stop or caught_up()):
+        for batch in self._batches(
+            parts, group_id, lambda: self._stop or caught_up() or halted(False)
+        ):
             if batch:
+                if halted(True):
+                    break
                 self.process(batch)
                 if on_batch is not None:
                     on_batch(self.stats)

@@ -4,7 +4,7 @@ into the state tables whenever one arrives; and reading a contact back from them
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +13,7 @@ import orjson
 from interaction_store.events import InteractionEvent
 from interaction_store.projection.base import Projection, chunks, iso, placeholders
 from interaction_store.projection.consent.ledger import CONSENT_TYPES, Ledger, facts_of, src_from
-from interaction_store.projection.consent.rules import ConsentRules
+from interaction_store.projection.consent.rules import ConsentRules, RulesFile
 from interaction_store.projection.consent.state import CONTACT_FIELDS, PREFERENCES, UnknownContact
 from interaction_store.settings import Settings
 from interaction_store.views.base import Cursor, insert_rows, update_rows
@@ -32,10 +32,19 @@ class Consent(Projection):
 
     kind = "consent"
 
-    def __init__(self, instance: str | None = None, rules: ConsentRules | None = None) -> None:
+    def __init__(
+        self,
+        instance: str | None = None,
+        rules: ConsentRules | RulesFile | None = None,
+        opt_outs: Iterable[str] | None = None,
+    ) -> None:
         super().__init__(instance)
-        self.rules = rules if rules is not None else ConsentRules.load()
-        self.opt_outs = self.rules.opt_outs.enabled()
+        self._rules = rules if rules is not None else ConsentRules.load()
+        # The fold's opt-outs stay those the view was built with: the rows depend on them, so
+        # new ones take a replay, not a reload (nor a restart) that would mix the two.
+        self.opt_outs = (
+            frozenset(opt_outs) if opt_outs is not None else self.rules.opt_outs.enabled()
+        )
         self.types = CONSENT_TYPES | self.opt_outs
         self.event_types = self.types
         # Each table's column names, in order (its definition up to the key clause).
@@ -44,10 +53,34 @@ class Consent(Projection):
             for name, columns in self.tables.items()
         }
 
+    @property
+    def rules(self) -> ConsentRules:
+        """The rules in force. Built from a registered definition, ``consent.toml`` is read
+        again when it changes (decisions and defaults follow at once); :attr:`opt_outs` do
+        not change with it."""
+        rules = self._rules
+        return rules.rules if isinstance(rules, RulesFile) else rules
+
     @classmethod
     def from_settings(cls, settings: Settings, instance: str | None = None) -> Consent:
         """The view with ``consent.toml`` from the settings' projections folder."""
         return cls(instance, ConsentRules.load(settings.projections_dir))
+
+    @classmethod
+    def default_definition(cls, settings: Settings) -> dict[str, Any]:
+        """What the rows depend on, recorded with the view: the opt-outs of ``consent.toml``
+        (its other rules are read when deciding)."""
+        rules = ConsentRules.load(settings.projections_dir)
+        return {"opt_outs": sorted(rules.opt_outs.enabled())}
+
+    @classmethod
+    def from_definition(
+        cls, instance: str, definition: dict[str, Any], settings: Settings
+    ) -> Consent:
+        """The view a recorded definition describes: its opt-outs (a view registered before
+        they were recorded: the file's), and ``consent.toml`` read again when it changes."""
+        opt_outs = definition.get("opt_outs")
+        return cls(instance, RulesFile.of(settings.projections_dir), opt_outs)
 
     @property
     def tables(self) -> dict[str, str]:
