@@ -317,33 +317,10 @@ def _decode_document(doc: Any) -> InteractionEvent:
         )
     event_id = _str_or_none(doc.get("event_id"))
     event_type = doc.get("type")
-    deep = _too_deep(doc)
-    if deep is not None:
+    structural = _structure_violation(doc)
+    if structural is not None:
         raise EventRejected(
-            event_id,
-            event_type if isinstance(event_type, str) else None,
-            [
-                Violation(
-                    deep,
-                    None,
-                    "max_depth",
-                    f"objects and arrays may nest at most {MAX_DEPTH} levels deep",
-                )
-            ],
-        )
-    nul = _nul_path(doc)
-    if nul is not None:
-        raise EventRejected(
-            event_id,
-            event_type if isinstance(event_type, str) else None,
-            [
-                Violation(
-                    nul[0],
-                    nul[1],
-                    "no_nul",
-                    "text may not contain the NUL character (PostgreSQL cannot store it)",
-                )
-            ],
+            event_id, event_type if isinstance(event_type, str) else None, [structural]
         )
     # Not a string (a list, an object) is unknown too, and unhashable: test that first.
     if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
@@ -383,6 +360,25 @@ def _violations_of(model: type[InteractionEvent], doc: dict[str, Any]) -> list[V
     except ValidationError as exc:
         return _violations(exc)
     return []
+
+
+def _structure_violation(doc: Any) -> Violation | None:
+    """Nesting too deep, or a NUL character: checked before the model, which would recurse
+    into the one and store the other."""
+    deep = _too_deep(doc)
+    if deep is not None:
+        return Violation(
+            deep, None, "max_depth", f"objects and arrays may nest at most {MAX_DEPTH} levels deep"
+        )
+    nul = _nul_path(doc)
+    if nul is not None:
+        return Violation(
+            nul[0],
+            nul[1],
+            "no_nul",
+            "text may not contain the NUL character (PostgreSQL cannot store it)",
+        )
+    return None
 
 
 def _too_deep(doc: Any) -> str | None:
