@@ -24,9 +24,7 @@ def read_all(log: EventLog, topic: str) -> list[LogRecord]:
         while offset < end:
             records = log.read(topic, partition, offset, 5000)
             if not records:
-                # Only offsets without a record are left: Kafka's transaction markers.
-                assert offset > 0, f"{topic}/{partition}: nothing at 0 though the end is {end}"
-                break
+                break  # only offsets without a readable record left: transaction markers, aborts
             out.extend(records)
             offset = records[-1].position.offset + 1
     return out

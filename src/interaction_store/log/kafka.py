@@ -77,6 +77,7 @@ class KafkaLog(EventLog):
                     enable_auto_commit=False,
                     auto_offset_reset="earliest",
                     consumer_timeout_ms=1000,
+                    bootstrap_timeout_ms=int(self.settings.kafka_publish_timeout * 1000),
                 )
             except KafkaError as exc:
                 raise self._unreachable(exc) from exc

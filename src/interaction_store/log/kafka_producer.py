@@ -62,6 +62,17 @@ class _Producer(KafkaProducer):  # type: ignore[misc]  # kafka-python has no typ
         self._sender.wakeup()
         return bool(result.wait(timeout_ms=max(0.0, seconds) * 1000))
 
+    def abandon(self) -> None:
+        """Stop without sending what is buffered. ``close(timeout=0)`` flushes first and,
+        with nothing acknowledged, raises before it stops the sender thread."""
+        self._unregister_cleanup()
+        if self._sender is not None:
+            self._sender.force_close()
+            self._sender.join(1.0)
+        if self._metrics:
+            self._metrics.close()
+        self._closed = True
+
     def init_within(self, seconds: float) -> None:
         # init_transactions() waits max_block_ms, read when called.
         self.config["max_block_ms"] = max(1, int(seconds * 1000))
@@ -138,6 +149,7 @@ class Publisher:
                     batch_size=512 * 1024,
                     max_request_size=8 * 1024 * 1024,
                     max_block_ms=max(1, int(seconds * 1000)),
+                    bootstrap_timeout_ms=max(1, int(seconds * 1000)),
                     # The bound is kept by waiting at most until the deadline, not by these
                     # two (kafka-python wants delivery above linger + request timeout).
                     request_timeout_ms=request_ms,
@@ -173,9 +185,7 @@ class Publisher:
         and closing it must not wait for a broker that does not answer."""
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            # A half-closed producer has nothing more to give back.
-            with contextlib.suppress(Exception):
-                producer.close(timeout=0)
+            producer.abandon()
 
     def partitions_for(self, topic: str) -> int:
         try:
