@@ -22,7 +22,7 @@ def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: the log answers (and takes batches, for ingest); for reads the views",
+    summary="Readiness: the log and (for reads) the view database answer",
     responses={503: {"description": "Not ready, with the reason"}},
     response_model=None,
 )
