@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     kafka_transactional_id: str | None = Field(
         default=None,
         description="Stem of the producers' transactional.id; each live producer appends the "
-        "first slot number free in the data folder (a lock file), so concurrent publishers "
+        "first slot number free on the host (a lock file), so concurrent publishers "
         "never share one. Unset: istore-<hostname>",
     )
     kafka_home: Path | None = Field(

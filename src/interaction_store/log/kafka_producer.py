@@ -3,10 +3,11 @@ read_committed readers), every wait bounded by ``ISTORE_KAFKA_PUBLISH_TIMEOUT``,
 producer after a failure, so a broker outage ends in an error and a later publish recovers.
 
 Each live producer has its own ``transactional.id``: the stem (``ISTORE_KAFKA_TRANSACTIONAL_ID``,
-default ``istore-<host>``) plus the first slot number free among the processes sharing the data
-folder, claimed with a lock file. Two concurrent publishers never share an id (they would fence
-each other), and a publisher restarted after a crash takes its predecessor's id again, which
-aborts a transaction the predecessor left open at once instead of after its timeout.
+default ``istore-<host>``) plus the first slot number free among the host's processes, claimed
+with a lock file in the system's temporary folder (not the data folder: processes with data
+folders of their own would all take slot 0). Two concurrent publishers never share an id (they
+would fence each other), and a publisher restarted after a crash takes its predecessor's id
+again, which aborts a transaction the predecessor left open at once, not after its timeout.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import socket
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,12 +84,13 @@ class _Producer(KafkaProducer):  # type: ignore[misc]  # kafka-python has no typ
 class TransactionalIdSlot:
     """A transactional id held by this process while it lives (a lock file per slot)."""
 
-    def __init__(self, data_dir: Path, stem: str) -> None:
+    def __init__(self, folder: Path, stem: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
         self._file: IO[bytes] | None = None
         slot = 0
         while True:
-            path = data_dir / f"kafka-producer-{safe}-{slot}.lock"
+            path = folder / f"{safe}-{slot}.lock"
             handle = path.open("ab")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -103,6 +106,10 @@ class TransactionalIdSlot:
         if self._file is not None:
             self._file.close()  # closing drops the lock
             self._file = None
+
+
+SLOTS = Path(tempfile.gettempdir()) / "istore-kafka-producers"
+"""Where the slot lock files are: one folder per host, whatever the data folders."""
 
 
 def default_stem(settings: Settings) -> str:
@@ -128,7 +135,7 @@ class Publisher:
         if not self.transactional:
             return None
         if self._slot is None:
-            self._slot = TransactionalIdSlot(self.settings.data_dir, default_stem(self.settings))
+            self._slot = TransactionalIdSlot(SLOTS, default_stem(self.settings))
         return self._slot.transactional_id
 
     def producer(self, seconds: float | None = None) -> _Producer:
