@@ -283,8 +283,11 @@ def bench_kafka(run: KafkaRun) -> None:
         logs: dict[str, KafkaLog] = {}
         # Each figure writes its own topics, made from the same catalog (another prefix), so
         # partition counts and routing are the same everywhere.
-        for name in ("warm", "raw", "rawbatch", "backend", "ours", "lines"):
-            log = KafkaLog(run.settings(name))
+        for name in ("warm", "raw", "rawbatch", "backend", "ours", "lines", "plain"):
+            settings = run.settings(name)
+            if name == "plain":  # the same path without a transaction per batch
+                settings = settings.model_copy(update={"kafka_transactions": False})
+            log = KafkaLog(settings)
             stack.callback(log.close)
             run.created += log.ensure_topics()
             logs[name] = log
@@ -326,6 +329,7 @@ def bench_kafka(run: KafkaRun) -> None:
         raw_send("rawbatch", data.warm_records, BATCH)
         publish_backend(logs["backend"], data.warm_lines, data.now, Timer())
         publish_documents(Ingest(ours, BATCH), data.warm_lines, Timer(), "warm-up")
+        publish_documents(Ingest(logs["plain"], BATCH), data.warm_lines, Timer(), "warm-up")
 
         _say(f"raw producer: {measured} events, one flush at the end")
         t = Timer()
@@ -393,6 +397,27 @@ def bench_kafka(run: KafkaRun) -> None:
         )
         ours_pub.passed = (ours_pub.ratio or 0) >= KAFKA_PUBLISH_GOAL
         run.figures.append(ours_pub)
+
+        _say(f"our publish path without transactions: {measured} documents (fresh topics)")
+        t = Timer()
+        publish_lines(Ingest(logs["plain"], BATCH), data.lines, t, "without transactions")
+        plain_pub = Figure(
+            "kafka_ours_publish_no_transactions",
+            "  ours, ISTORE_KAFKA_TRANSACTIONS=false (diagnostic)",
+            measured,
+            t,
+            baseline=raw_pub,
+        )
+        run.figures.append(plain_pub)
+        run.figures.append(
+            Figure(
+                "kafka_transactions_cost",
+                "  ours with a transaction per batch, vs without",
+                measured,
+                ours_pub.timer,
+                baseline=plain_pub,
+            )
+        )
 
         # ----------------------------------------------------------- reading the interactions
         logical = "interactions"

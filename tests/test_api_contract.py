@@ -4,12 +4,12 @@ server error and no response that breaks the document."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -42,8 +42,10 @@ def test_the_checked_in_openapi_document_is_current() -> None:
 
 @schemathesis.serializer("application/x-ndjson", "application/ndjson", "application/jsonl")
 def _json_lines(context: object, value: object) -> bytes:
-    """JSON Lines bodies are strings in the schema: sent as their UTF-8 bytes."""
-    return value.encode() if isinstance(value, str) else orjson.dumps(value)
+    """JSON Lines bodies are strings in the schema: sent as their UTF-8 bytes. Anything else
+    (generated against the schema on purpose) as JSON, by the standard library, which writes
+    integers of any size (orjson stops at 64 bits)."""
+    return value.encode() if isinstance(value, str) else json.dumps(value).encode()
 
 
 # schemathesis' lazy (fixture-based) loader does not work with pytest 9, so the app is made at

@@ -23,7 +23,8 @@ def read_all(log: EventLog, topic: str) -> list[LogRecord]:
         offset = 0
         while offset < end:
             records = log.read(topic, partition, offset, 5000)
-            assert records, f"{topic}/{partition}: nothing at {offset} though the end is {end}"
+            if not records:
+                break  # only offsets without a readable record left: transaction markers, aborts
             out.extend(records)
             offset = records[-1].position.offset + 1
     return out
@@ -80,8 +81,10 @@ class LogBehaviour:
         for a in appended:
             assert a.position.offset > last.get(a.position.partition, -1)
             last[a.position.partition] = a.position.offset
+        # At least one offset per record (Kafka's transaction markers take offsets too).
         ends = log.end_offsets(self.interactions(log))
-        assert sum(ends.values()) == 300
+        assert sum(ends.values()) >= 300
+        assert len(read_all(log, self.interactions(log))) == 300
 
     def test_resume_from_a_position(self, log: EventLog) -> None:
         contact = uuid.uuid4()
@@ -194,7 +197,7 @@ class LogBehaviour:
         events = [event(contact=contacts[i % 1000], at=i) for i in range(100_000)]
         appended = log.publish(events)
         assert len({a.position for a in appended}) == 100_000
-        assert sum(log.end_offsets(self.interactions(log)).values()) == 100_000
+        assert sum(log.end_offsets(self.interactions(log)).values()) >= 100_000
         records = read_all(log, self.interactions(log))
         assert len(records) == 100_000
         assert {r.value for r in records[:1]} <= {records[0].value}

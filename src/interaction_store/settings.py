@@ -54,6 +54,27 @@ class Settings(BaseSettings):
         description="Replicas of each topic we create; unset: min(3, brokers in the cluster), "
         "with min.insync.replicas=2 from 3 replicas on",
     )
+    kafka_publish_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Longest one publish waits for Kafka (seconds): connecting, sending, "
+        "flushing and committing a batch. Past it the publish fails: `istore publish` exits 75, "
+        "the HTTP API answers 503 with Retry-After",
+    )
+    kafka_transactions: bool = Field(
+        default=True,
+        description="Publish each batch in a Kafka transaction (all or nothing for readers); "
+        "false: the idempotent producer alone, faster, but a batch that fails part way may "
+        "leave some of its events stored, and resending them after an unacknowledged write "
+        "can store them twice",
+    )
+    kafka_transactional_id: str | None = Field(
+        default=None,
+        description="Stem of the producers' transactional.id; each live producer appends the "
+        "first slot number free on the host (a lock file), so concurrent publishers "
+        "never share one. Unset: istore-<hostname>",
+    )
     kafka_home: Path | None = Field(
         default=None, description="Folder of the local broker (istore kafka start)"
     )
@@ -101,6 +122,9 @@ class Settings(BaseSettings):
             "bootstrap_servers": self.kafka_bootstrap_servers.split(","),
             "client_id": self.kafka_client_id,
             "security_protocol": self.kafka_security_protocol,
+            # kafka-python backs off up to 30 s between reconnects by default: after an
+            # outage, clients would sit idle that long once the broker is back.
+            "reconnect_backoff_max_ms": 2000,
         }
         if self.kafka_sasl_mechanism:
             config["sasl_mechanism"] = self.kafka_sasl_mechanism

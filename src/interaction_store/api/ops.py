@@ -11,6 +11,9 @@ from interaction_store.api.services import Services
 
 router = APIRouter(tags=["operations"])
 
+READY_PROBE_S = 2.0
+"""Longest /readyz waits for the broker: probes give up after a few seconds anyway."""
+
 
 @router.get("/healthz", summary="Liveness: the process answers")
 def healthz() -> dict[str, str]:
@@ -25,11 +28,15 @@ def healthz() -> dict[str, str]:
 )
 def readyz(request: Request) -> dict[str, object] | Response:
     services: Services = request.app.state.services
+    settings = services.settings
     role: str = request.app.state.role
     checks: dict[str, str] = {}
+    publishing = role in ("all", "ingest")
     try:
-        services.event_partitions()
-        checks["log"] = "ok"
+        # A round trip to the broker (cached metadata says nothing of an outage), and for an
+        # ingest role a producer that can publish: not ready while publishes fail.
+        services.log.check_ready(publishing, min(READY_PROBE_S, settings.kafka_publish_timeout))
+        checks["log"] = "ok, publishing" if publishing else "ok"
         if role in ("all", "read"):
             with services.store.reading() as cursor:
                 cursor.execute("SELECT 1")

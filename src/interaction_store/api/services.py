@@ -208,6 +208,12 @@ class GroupCommit:
         try:
             results = self.ingest.publish_many([w.batch for w in group])
         except BaseException as exc:
+            if isinstance(exc, LogError):
+                # The log is not taking batches: the requests that queued meanwhile get the
+                # same answer now rather than one publish timeout later each.
+                with self._queue_lock:
+                    group += self._queue
+                    self._queue.clear()
             for waiting in group:
                 waiting.error = exc
                 waiting.done = True

@@ -16,7 +16,10 @@ from interaction_store.cli import fail as _fail
 from interaction_store.cli import main
 from interaction_store.cli import settings_of as _settings
 from interaction_store.ingest import Ingest
-from interaction_store.log import LogRecord, open_log
+from interaction_store.log import LogError, LogRecord, open_log
+
+EXIT_LOG_UNAVAILABLE = 75
+"""``istore publish`` when the log stopped taking batches (EX_TEMPFAIL: try again later)."""
 
 # --------------------------------------------------------------------------- contract
 
@@ -101,13 +104,29 @@ def publish(ctx: click.Context, file: BinaryIO, batch_size: int | None, strict: 
     settings = _settings(ctx)
     name = str(getattr(file, "name", "-"))
     source = "stdin" if name in ("<stdin>", "-") else name
+    done = [0]  # events of batches the log took: a cell the progress callback adds to
+
+    def advance(bar: tqdm[Any], n: int) -> None:
+        done[0] += n
+        bar.update(n)
+
     try:
         with (
             open_log(settings) as log,
             tqdm(unit=" events", desc="publishing", file=sys.stderr, disable=None) as bar,
         ):
             ingest = Ingest(log, batch_size or settings.publish_batch_size)
-            report = ingest.publish_lines(file, source, progress=lambda n: _advance(bar, n))
+            report = ingest.publish_lines(file, source, progress=lambda n: advance(bar, n))
+    except LogError as exc:
+        # Publishing is batch by batch, each all or nothing: what came before is stored.
+        click.echo(
+            f"Error: {exc}\nistore publish stopped: the first {done[0]} events of the input "
+            "are stored (accepted, already there, or dead-lettered); the batch that failed and "
+            "the rest are not. Running the same command again is safe: events already stored "
+            "are reported as duplicates, not stored twice.",
+            err=True,
+        )
+        sys.exit(EXIT_LOG_UNAVAILABLE)
     except _USER_ERRORS as exc:
         raise _fail(exc) from exc
     for example in report.examples:
@@ -121,10 +140,6 @@ def publish(ctx: click.Context, file: BinaryIO, batch_size: int | None, strict: 
     click.echo(report.summary())
     if strict and (report.rejected or report.conflicts):
         sys.exit(1)
-
-
-def _advance(bar: tqdm[Any], n: int) -> None:
-    bar.update(n)
 
 
 def _show(record: LogRecord, dead: bool) -> bytes:

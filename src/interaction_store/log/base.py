@@ -182,6 +182,18 @@ class EventLog(ABC):
             if not batch:
                 time.sleep(idle_sleep)
 
+    def reached(self) -> Mapping[tuple[str, int], int]:
+        """Where the running :meth:`follow` last found nothing new: the next offset to read,
+        per partition. Only a log whose offsets have gaps (Kafka's transaction markers) says;
+        a reader that tracks positions moves past the gap with it."""
+        return {}
+
+    def check_ready(self, publishing: bool, seconds: float) -> None:
+        """Raise :class:`LogError` unless the log answers within ``seconds`` (and, with
+        ``publishing``, can take a batch)."""
+        for topic in self.catalog.event_topics:
+            self.partitions(topic.name)
+
     def ensure_topics(self) -> list[str]:
         """Create missing topics; return the names created."""
         return []

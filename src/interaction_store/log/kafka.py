@@ -1,21 +1,22 @@
-"""The Kafka log: kafka-python clients, an idempotent acks=all producer keyed by contact.
+"""The Kafka log: kafka-python clients; each batch published in one transaction (see
+``kafka_producer``), keyed by contact; every reader reads committed records only.
 
 Kafka itself cannot refuse a repeated event id, so publishing consults an event-id index (a
 SQLite file in the data folder) and records each id with its position once the broker has
 acknowledged it. The index is a convenience for publishers on one host; views stay correct
-either way because projections skip event ids they have applied.
+either way because projections skip event ids they have applied. A batch that failed is not
+in the index and, being aborted, not visible either: publishing it again stores it once.
+Transaction markers take offsets: committed records' offsets are not contiguous.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
-from uuid import UUID
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
@@ -32,48 +33,9 @@ from interaction_store.log.base import (
     LogRecord,
     Position,
 )
+from interaction_store.log.kafka_index import EventIdIndex
+from interaction_store.log.kafka_producer import InDoubt, Publisher, Send
 from interaction_store.settings import Settings
-
-
-class EventIdIndex:
-    """Event ids already on the broker, with their positions (one SQLite file per cluster)."""
-
-    def __init__(self, path: str) -> None:
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS event_ids (event_id BLOB PRIMARY KEY, topic TEXT, "
-            "partition INTEGER, offset INTEGER) WITHOUT ROWID"
-        )
-
-    def find(self, event_ids: Sequence[bytes]) -> dict[bytes, Position]:
-        """The positions of the ids (16-byte UUIDs) that are in the index."""
-        found: dict[bytes, Position] = {}
-        for i in range(0, len(event_ids), 500):
-            chunk = event_ids[i : i + 500]
-            rows = self.db.execute(
-                "SELECT event_id, topic, partition, offset FROM event_ids "
-                f"WHERE event_id IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            for eid, topic, partition, offset in rows:
-                found[eid] = Position(topic, partition, offset)
-        return found
-
-    def record(self, entries: Sequence[tuple[bytes, Position]]) -> None:
-        self.db.execute("BEGIN")
-        try:
-            self.db.executemany(
-                "INSERT OR IGNORE INTO event_ids VALUES (?, ?, ?, ?)",
-                [(e, p.topic, p.partition, p.offset) for e, p in entries],
-            )
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
-
-    def close(self) -> None:
-        self.db.close()
 
 
 class KafkaLog(EventLog):
@@ -82,7 +44,9 @@ class KafkaLog(EventLog):
     def __init__(self, settings: Settings, catalog: StreamCatalog | None = None) -> None:
         super().__init__(settings, catalog)
         self.config = settings.kafka_client_config()
-        self._producer: KafkaProducer | None = None
+        self._publisher = Publisher(settings, self.config)
+        self._in_doubt: list[tuple[list[bytes], InDoubt]] = []
+        self._reached: dict[tuple[str, int], int] = {}
         self._partitions: dict[tuple[str, bytes], int] = {}
         self._partition_counts: dict[str, int] = {}
         self._reader: KafkaConsumer | None = None
@@ -95,21 +59,13 @@ class KafkaLog(EventLog):
     # ----------------------------------------------------------------- clients
 
     @property
-    def producer(self) -> KafkaProducer:
-        if self._producer is None:
-            try:
-                self._producer = KafkaProducer(
-                    **self.config,
-                    acks="all",
-                    enable_idempotence=True,
-                    linger_ms=5,
-                    batch_size=512 * 1024,
-                    max_request_size=8 * 1024 * 1024,
-                    max_block_ms=15_000,
-                )
-            except KafkaError as exc:
-                raise self._unreachable(exc) from exc
-        return self._producer
+    def publisher(self) -> Publisher:
+        return self._publisher
+
+    @property
+    def producer(self) -> Any:
+        """The kafka-python producer (transactional: send within a transaction)."""
+        return self._publisher.producer()
 
     @property
     def reader(self) -> KafkaConsumer:
@@ -117,9 +73,11 @@ class KafkaLog(EventLog):
             try:
                 self._reader = KafkaConsumer(
                     **self.config,
+                    isolation_level="read_committed",
                     enable_auto_commit=False,
                     auto_offset_reset="earliest",
                     consumer_timeout_ms=1000,
+                    bootstrap_timeout_ms=int(self.settings.kafka_publish_timeout * 1000),
                 )
             except KafkaError as exc:
                 raise self._unreachable(exc) from exc
@@ -201,13 +159,7 @@ class KafkaLog(EventLog):
         if cached is None:
             count = self._partition_counts.get(topic)
             if count is None:
-                try:
-                    count = len(self.producer.partitions_for(topic))
-                except KafkaError as exc:
-                    raise LogError(
-                        f"topic {topic!r} is not on {self.settings.kafka_bootstrap_servers} "
-                        f"({exc}): run `istore topics ensure`"
-                    ) from exc
+                count = self._publisher.partitions_for(topic)
                 self._partition_counts[topic] = count
             cached = (murmur2(key) & 0x7FFFFFFF) % count
             if len(self._partitions) > 1_000_000:  # bound the memory: start again
@@ -216,11 +168,11 @@ class KafkaLog(EventLog):
         return cached
 
     def append(self, records: Sequence[EncodedEvent]) -> list[Appended]:
+        self._settle_in_doubt()
         ids = [r.event_id for r in records]
         known = self.index.find(ids)
-        producer = self.producer
         first_in_batch: dict[bytes, int] = {}
-        sends: list[tuple[int, Any]] = []
+        sends: list[Send] = []
         for i, record in enumerate(records):
             if ids[i] in known or ids[i] in first_in_batch:
                 continue
@@ -228,61 +180,89 @@ class KafkaLog(EventLog):
             topic = self.catalog.topic_for(record.type).name
             key = record.key.encode()
             sends.append(
-                (
-                    i,
-                    producer.send(
-                        topic,
-                        value=record.value,
-                        key=key,
-                        partition=self._partition(topic, key),
-                        headers=[(TYPE_HEADER, record.type.encode())],
-                    ),
+                Send(
+                    topic,
+                    record.value,
+                    key,
+                    self._partition(topic, key),
+                    [(TYPE_HEADER, record.type.encode())],
                 )
             )
-        producer.flush()
-        out: list[Appended | None] = [None] * len(records)
-        stored: list[tuple[bytes, Position]] = []
-        failures = []
-        for i, future in sends:
-            try:
-                meta = future.get(timeout=0)
-            except KafkaError as exc:
-                failures.append(f"{UUID(bytes=ids[i])}: {exc}")
-                continue
-            position = Position(meta.topic, meta.partition, meta.offset)
-            out[i] = Appended(ids[i], position, False)
-            stored.append((ids[i], position))
-        self.index.record(stored)
-        if failures:
+        new = list(first_in_batch)
+        try:
+            positions = self._publisher.send(sends, f"a batch of {len(sends)} events")
+        except InDoubt as exc:
+            self._in_doubt.append((new, exc))
             raise LogError(
-                f"{len(failures)} of {len(sends)} events were not acknowledged by Kafka "
-                f"(first: {failures[0]}); the others were stored. Publishing the batch again is "
-                "safe: stored ones are reported as duplicates."
-            )
-        for i in range(len(records)):
-            if out[i] is None:
-                first = first_in_batch.get(ids[i], i)
-                original = out[first] if first != i else None
-                position = original.position if original is not None else known[ids[i]]
-                out[i] = Appended(ids[i], position, True)
-        return [a for a in out if a is not None]
+                f"{exc}: the batch of {len(sends)} events is either all stored or not at all. "
+                "Publishing it again is safe: if it was stored, its events are reported as "
+                "duplicates"
+            ) from exc
+        except LogError as exc:
+            raise LogError(
+                f"{exc}. Publishing the batch again is safe: events already stored are "
+                "reported as duplicates"
+            ) from exc
+        stored = list(zip(new, positions, strict=True))
+        self.index.record(stored)
+        at = dict(stored)
+        out: list[Appended] = []
+        for i, eid in enumerate(ids):
+            if eid in known:
+                out.append(Appended(eid, known[eid], True))
+            else:
+                out.append(Appended(eid, at[eid], first_in_batch[eid] != i))
+        return out
+
+    def _settle_in_doubt(self) -> None:
+        """Find out whether batches whose commit went unconfirmed were stored, and index
+        their ids if so. The producer is made first: initialising it with the same
+        transactional id makes the broker finish (commit or abort) the old transaction, and a
+        transaction is atomic, so one of its records tells for all."""
+        if not self._in_doubt:
+            return
+        self._publisher.producer()
+        for ids, doubt in list(self._in_doubt):
+            p = doubt.positions[0]
+            try:
+                found = self.read(p.topic, p.partition, p.offset, 1)
+            except KafkaError as exc:
+                raise LogError(f"cannot read back a batch in doubt at {p}: {exc}") from exc
+            if found and found[0].position == p:
+                self.index.record(list(zip(ids, doubt.positions, strict=True)))
+            self._in_doubt.remove((ids, doubt))
 
     def dead_letter(self, letters: Sequence[DeadLetter]) -> list[Position]:
         topic = self.catalog.dead_letter.name
-        futures = [
-            self.producer.send(
+        sends = [
+            Send(
                 topic,
-                value=letter.original,
-                headers=[(k, v.encode()) for k, v in letter.headers().items()],
+                letter.original,
+                None,
+                None,
+                [(k, v.encode()) for k, v in letter.headers().items()],
             )
             for letter in letters
         ]
-        self.producer.flush()
-        out = []
-        for future in futures:
-            meta = future.get(timeout=0)
-            out.append(Position(meta.topic, meta.partition, meta.offset))
-        return out
+        return self._publisher.send(sends, f"{len(sends)} dead letters")
+
+    def check_ready(self, publishing: bool, seconds: float) -> None:
+        """Raise :class:`LogError` unless the broker answers within ``seconds`` (a round trip,
+        not the cached metadata) and, with ``publishing``, a producer can publish."""
+        if publishing:
+            self._publisher.check(seconds)
+        tps = [
+            TopicPartition(t.name, p)
+            for t in self.catalog.event_topics
+            for p in self.partitions(t.name)
+        ]
+        try:
+            self.reader.end_offsets(tps, timeout_ms=int(seconds * 1000))
+        except KafkaError as exc:
+            raise LogError(
+                f"Kafka at {self.settings.kafka_bootstrap_servers} did not answer within "
+                f"{seconds:g} s: {type(exc).__name__}: {exc}"
+            ) from exc
 
     # ----------------------------------------------------------------- reading
 
@@ -315,7 +295,10 @@ class KafkaLog(EventLog):
     ) -> Iterator[list[LogRecord]]:
         names = list(topics) if topics is not None else [t.name for t in self.catalog.event_topics]
         consumer = KafkaConsumer(
-            **self.config, enable_auto_commit=False, auto_offset_reset="earliest"
+            **self.config,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
         )
         try:
             tps = [TopicPartition(t, p) for t in names for p in self.partitions(t)]
@@ -324,9 +307,26 @@ class KafkaLog(EventLog):
                 consumer.seek(tp, (start or {}).get((tp.topic, tp.partition), 0))
             while not until():
                 polled = consumer.poll(timeout_ms=int(idle_sleep * 1000), max_records=batch_size)
-                yield [_record(r) for records in polled.values() for r in records]
+                batch = [_record(r) for records in polled.values() for r in records]
+                if not batch:
+                    self._note_reached(consumer)
+                yield batch
         finally:
             consumer.close()
+
+    def reached(self) -> Mapping[tuple[str, int], int]:
+        """Where the running follow found nothing new, per partition: the next offset to read,
+        past transaction markers and aborted records (they take offsets but are never read)."""
+        return self._reached
+
+    def _note_reached(self, consumer: KafkaConsumer) -> None:
+        reached: dict[tuple[str, int], int] = {}
+        for tp in consumer.assignment():
+            try:
+                reached[(tp.topic, tp.partition)] = consumer.position(tp, timeout_ms=0)
+            except KafkaError:
+                continue  # not known without asking the broker: next time
+        self._reached = reached
 
     def follow_group(
         self,
@@ -345,6 +345,7 @@ class KafkaLog(EventLog):
         consumer = KafkaConsumer(
             **self.config,
             group_id=group_id,
+            isolation_level="read_committed",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
@@ -376,6 +377,8 @@ class KafkaLog(EventLog):
             while not until():
                 polled = consumer.poll(timeout_ms=int(poll_timeout * 1000), max_records=batch_size)
                 batch = [_record(r) for records in polled.values() for r in records]
+                if not batch:
+                    self._note_reached(consumer)
                 yield batch
                 if batch:
                     consumer.commit_async()
@@ -383,9 +386,7 @@ class KafkaLog(EventLog):
             consumer.close()
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close()
-            self._producer = None
+        self._publisher.close()
         if self._reader is not None:
             self._reader.close()
             self._reader = None

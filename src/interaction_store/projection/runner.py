@@ -212,6 +212,8 @@ class ProjectionRunner:
                 self.process(batch)
                 if on_batch is not None:
                     on_batch(self.stats)
+            else:
+                self.track_gaps()
             if self._stop or caught_up():
                 break
         return self.stats
@@ -259,6 +261,33 @@ class ProjectionRunner:
                 yield []
         if pending:
             yield pending
+
+    def track_gaps(self) -> None:
+        """Track as done the offsets the log's reader passed that hold no record (Kafka's
+        transaction markers, aborted batches): without this a view would stay one offset
+        behind the log's end after each transaction, never caught up, its lag never 0."""
+        gaps = {
+            tp: nxt - 1
+            for tp, nxt in self.log.reached().items()
+            if any(nxt - 1 > self.tracked.get(p.instance, {}).get(tp, -1) for p in self.projections)
+        }
+        if not gaps:
+            return
+        try:
+            with self.store.transaction() as cursor:
+                self.store.exclusive(cursor, "istore-views:" + ",".join(self.names))
+                for projection in self.projections:
+                    done = self.tracked.get(projection.instance, {})
+                    for (topic, partition), offset in gaps.items():
+                        if offset > done.get((topic, partition), -1):
+                            self.store.track(cursor, projection.instance, topic, partition, offset)
+        except IntegrityError:  # another worker moved past them first: see where it is
+            self.load_positions(sorted(gaps))
+            return
+        for projection in self.projections:
+            done = self.tracked.setdefault(projection.instance, {})
+            for tp, offset in gaps.items():
+                done[tp] = max(done.get(tp, -1), offset)
 
     # ------------------------------------------------------------------ one batch
 
