@@ -1,6 +1,7 @@
 """Honest answers: an event id reused with other content is a conflict (the stored copy kept,
 the new one dead-lettered with both digests), not a duplicate; ``recorded_at`` is the store's
-(set at ingest), whatever the sender wrote. Over the Python ingest, HTTP and the CLI."""
+(set at ingest), whatever the sender wrote. Over the Python ingest, HTTP and the CLI, on the
+embedded log and a real Kafka broker."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ from tests.test_log_behaviour import read_all
 from tests.test_publish import invoke
 
 
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+def settings(request: pytest.FixtureRequest) -> Settings:
+    name = "embedded_settings" if request.param == "embedded" else "kafka_settings"
+    value: Settings = request.getfixturevalue(name)
+    return value
+
+
 def _publish(settings: Settings, *docs: dict[str, Any]) -> list[Any]:
     with open_log(settings) as log:
         return Ingest(log, parallel=False).publish_documents(
@@ -28,16 +36,16 @@ def _publish(settings: Settings, *docs: dict[str, Any]) -> list[Any]:
         )
 
 
-def test_the_same_id_with_other_content_is_a_conflict(embedded_settings: Settings) -> None:
+def test_the_same_id_with_other_content_is_a_conflict(settings: Settings) -> None:
     first = doc(payload={"url": "https://example.com/a"}, type="email.clicked")
-    (accepted,) = _publish(embedded_settings, first)
+    (accepted,) = _publish(settings, first)
     changed = {**first, "payload": {"url": "https://example.com/b"}}
-    (outcome,) = _publish(embedded_settings, changed)
+    (outcome,) = _publish(settings, changed)
     assert outcome.status == "conflict"
     assert outcome.position == accepted.position  # where the stored copy is
-    events, letters = stored(embedded_settings)
+    events, letters = stored(settings)
     assert list(events) == [first["event_id"]]
-    with open_log(embedded_settings) as log:
+    with open_log(settings) as log:
         (record,) = [r for t in log.catalog.event_topics for r in read_all(log, t.name)]
     assert orjson.loads(record.value)["payload"]["url"] == "https://example.com/a"
     (letter,) = letters
@@ -48,33 +56,33 @@ def test_the_same_id_with_other_content_is_a_conflict(embedded_settings: Setting
     assert orjson.loads(letter.value or b"")["payload"]["url"] == "https://example.com/b"
 
 
-def test_a_conflict_inside_one_batch_keeps_the_first_copy(embedded_settings: Settings) -> None:
+def test_a_conflict_inside_one_batch_keeps_the_first_copy(settings: Settings) -> None:
     first = doc()
     second = {**first, "source": "another-system"}
-    outcomes = _publish(embedded_settings, first, second, first)
+    outcomes = _publish(settings, first, second, first)
     assert [o.status for o in outcomes] == ["accepted", "conflict", "duplicate"]
     assert outcomes[1].position == outcomes[0].position == outcomes[2].position
 
 
-def test_a_resend_with_another_recorded_at_is_a_duplicate(embedded_settings: Settings) -> None:
+def test_a_resend_with_another_recorded_at_is_a_duplicate(settings: Settings) -> None:
     first = doc(recorded_at="2026-03-01T10:00:00Z")
-    _publish(embedded_settings, first)
-    (again,) = _publish(embedded_settings, {**first, "recorded_at": "2026-03-02T10:00:00Z"})
+    _publish(settings, first)
+    (again,) = _publish(settings, {**first, "recorded_at": "2026-03-02T10:00:00Z"})
     assert again.status == "duplicate"
 
 
-def test_ingest_sets_recorded_at_whatever_the_sender_wrote(embedded_settings: Settings) -> None:
+def test_ingest_sets_recorded_at_whatever_the_sender_wrote(settings: Settings) -> None:
     before = datetime.now(UTC) - timedelta(seconds=1)
-    _publish(embedded_settings, doc(recorded_at="2000-01-01T00:00:00Z"))
-    with open_log(embedded_settings) as log:
+    _publish(settings, doc(recorded_at="2000-01-01T00:00:00Z"))
+    with open_log(settings) as log:
         (record,) = [r for t in log.catalog.event_topics for r in read_all(log, t.name)]
     recorded = datetime.fromisoformat(orjson.loads(record.value)["recorded_at"])
     assert before <= recorded <= datetime.now(UTC) + timedelta(seconds=1)
 
 
-def test_http_answers_conflict_with_both_positions(embedded_settings: Settings) -> None:
+def test_http_answers_conflict_with_both_positions(settings: Settings) -> None:
     first = doc()
-    with client(embedded_settings) as c:
+    with client(settings) as c:
         headers = {**auth("publisher"), "Content-Type": "application/json"}
         c.post("/v1/events", content=orjson.dumps([first]), headers=headers)
         r = c.post(
@@ -92,13 +100,11 @@ def test_http_answers_conflict_with_both_positions(embedded_settings: Settings) 
 
 
 @pytest.mark.parametrize("strict", [False, True])
-def test_publish_counts_conflicts(
-    embedded_settings: Settings, tmp_path: Path, strict: bool
-) -> None:
+def test_publish_counts_conflicts(settings: Settings, tmp_path: Path, strict: bool) -> None:
     first = doc()
     path = tmp_path / "events.jsonl"
     path.write_bytes(orjson.dumps(first) + b"\n" + orjson.dumps({**first, "source": "other"}))
-    result = invoke(embedded_settings, "publish", *(["--strict"] if strict else []), str(path))
+    result = invoke(settings, "publish", *(["--strict"] if strict else []), str(path))
     assert "accepted 1, duplicate 0, conflict 1, rejected 0 (of 2)" in result.output
     assert "conflict: the event_id is stored at" in result.output
     assert result.exit_code == (1 if strict else 0), result.output

@@ -45,7 +45,8 @@ class KafkaLog(EventLog):
         super().__init__(settings, catalog)
         self.config = settings.kafka_client_config()
         self._publisher = Publisher(settings, self.config)
-        self._in_doubt: list[tuple[list[bytes], InDoubt]] = []
+        self._in_doubt: list[tuple[list[tuple[bytes, bytes]], InDoubt]] = []
+        """Batches whose commit went unconfirmed: (id, digest) of each event, and the error."""
         self._reached: dict[tuple[str, int], int] = {}
         self._partitions: dict[tuple[str, bytes], int] = {}
         self._partition_counts: dict[str, int] = {}
@@ -188,7 +189,7 @@ class KafkaLog(EventLog):
                     [(TYPE_HEADER, record.type.encode())],
                 )
             )
-        new = list(first_in_batch)
+        new = [(eid, records[i].digest) for eid, i in first_in_batch.items()]
         try:
             positions = self._publisher.send(sends, f"a batch of {len(sends)} events")
         except InDoubt as exc:
@@ -203,15 +204,21 @@ class KafkaLog(EventLog):
                 f"{exc}. Publishing the batch again is safe: events already stored are "
                 "reported as duplicates"
             ) from exc
-        stored = list(zip(new, positions, strict=True))
-        self.index.record(stored)
-        at = dict(stored)
+        self.index.record([(eid, p, d) for (eid, d), p in zip(new, positions, strict=True)])
+        at = {eid: p for (eid, _), p in zip(new, positions, strict=True)}
         out: list[Appended] = []
         for i, eid in enumerate(ids):
             if eid in known:
-                out.append(Appended(eid, known[eid], True))
+                position, stored = known[eid]
+            elif first_in_batch[eid] == i:
+                out.append(Appended(eid, at[eid], False))
+                continue
             else:
-                out.append(Appended(eid, at[eid], first_in_batch[eid] != i))
+                position, stored = at[eid], records[first_in_batch[eid]].digest
+            # A duplicate whose content differs from the stored copy's is a conflict; an index
+            # entry from before digests were kept cannot tell, and says duplicate.
+            conflict = bool(stored) and bool(records[i].digest) and stored != records[i].digest
+            out.append(Appended(eid, position, True, conflict, stored if conflict else b""))
         return out
 
     def _settle_in_doubt(self) -> None:
@@ -222,15 +229,17 @@ class KafkaLog(EventLog):
         if not self._in_doubt:
             return
         self._publisher.producer()
-        for ids, doubt in list(self._in_doubt):
+        for entries, doubt in list(self._in_doubt):
             p = doubt.positions[0]
             try:
                 found = self.read(p.topic, p.partition, p.offset, 1)
             except KafkaError as exc:
                 raise LogError(f"cannot read back a batch in doubt at {p}: {exc}") from exc
             if found and found[0].position == p:
-                self.index.record(list(zip(ids, doubt.positions, strict=True)))
-            self._in_doubt.remove((ids, doubt))
+                self.index.record(
+                    [(eid, q, d) for (eid, d), q in zip(entries, doubt.positions, strict=True)]
+                )
+            self._in_doubt.remove((entries, doubt))
 
     def dead_letter(self, letters: Sequence[DeadLetter]) -> list[Position]:
         topic = self.catalog.dead_letter.name
