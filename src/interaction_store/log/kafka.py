@@ -12,6 +12,7 @@ Transaction markers take offsets: committed records' offsets are not contiguous.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -51,6 +52,9 @@ class KafkaLog(EventLog):
         self._partitions: dict[tuple[str, bytes], int] = {}
         self._partition_counts: dict[str, int] = {}
         self._reader: KafkaConsumer | None = None
+        self._reading = threading.RLock()
+        """A consumer is not for several threads at once, and the API's threads share this
+        one (end offsets for tokens and lag, reads)."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         cluster = hashlib.sha256(
             f"{settings.kafka_bootstrap_servers}|{settings.topic_prefix}".encode()
@@ -135,7 +139,8 @@ class KafkaLog(EventLog):
         # A topic created a moment ago may take a few metadata refreshes to show up.
         deadline = time.monotonic() + 5
         while True:
-            parts = self.reader.partitions_for_topic(topic)
+            with self._reading:
+                parts = self.reader.partitions_for_topic(topic)
             if parts:
                 return sorted(parts)
             if time.monotonic() > deadline:
@@ -147,7 +152,8 @@ class KafkaLog(EventLog):
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         tps = [TopicPartition(topic, p) for p in self.partitions(topic)]
-        ends: dict[TopicPartition, int] = self.reader.end_offsets(tps)
+        with self._reading:
+            ends: dict[TopicPartition, int] = self.reader.end_offsets(tps)
         return {tp.partition: off for tp, off in ends.items()}
 
     # ----------------------------------------------------------------- writing
@@ -205,6 +211,7 @@ class KafkaLog(EventLog):
                 "reported as duplicates"
             ) from exc
         self.index.record([(eid, p, d) for (eid, d), p in zip(new, positions, strict=True)])
+        self._await_visible(positions)
         at = {eid: p for (eid, _), p in zip(new, positions, strict=True)}
         out: list[Appended] = []
         for i, eid in enumerate(ids):
@@ -220,6 +227,34 @@ class KafkaLog(EventLog):
             conflict = bool(stored) and bool(records[i].digest) and stored != records[i].digest
             out.append(Appended(eid, position, True, conflict, stored if conflict else b""))
         return out
+
+    def _await_visible(self, positions: Sequence[Position]) -> None:
+        """Return once readers (read committed) can see the batch. A commit is confirmed when
+        the transaction's coordinator has decided it; the markers that end it in each partition
+        follow a few milliseconds later, and until then the partitions' readable ends stay
+        before it: a consistency token read at once would name offsets that 'do not exist',
+        and a reader would miss the batch. Bounded by the publish timeout; past it readers
+        only see the batch later, which a token's wait covers."""
+        highest: dict[tuple[str, int], int] = {}
+        for p in positions:
+            highest[(p.topic, p.partition)] = max(highest.get((p.topic, p.partition), -1), p.offset)
+        if not highest or not self.settings.kafka_transactions:
+            return
+        tps = [TopicPartition(t, p) for t, p in highest]
+        deadline = time.monotonic() + self.settings.kafka_publish_timeout
+        delay = 0.002
+        while True:
+            try:
+                with self._reading:
+                    ends: dict[TopicPartition, int] = self.reader.end_offsets(tps)
+            except KafkaError:
+                return  # the batch is committed; only its visibility is unknown
+            if all(ends.get(tp, 0) > highest[(tp.topic, tp.partition)] for tp in tps):
+                return
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def _settle_in_doubt(self) -> None:
         """Find out whether batches whose commit went unconfirmed were stored, and index
@@ -266,7 +301,8 @@ class KafkaLog(EventLog):
             for p in self.partitions(t.name)
         ]
         try:
-            self.reader.end_offsets(tps, timeout_ms=int(seconds * 1000))
+            with self._reading:
+                self.reader.end_offsets(tps, timeout_ms=int(seconds * 1000))
         except KafkaError as exc:
             raise LogError(
                 f"Kafka at {self.settings.kafka_bootstrap_servers} did not answer within "
@@ -282,15 +318,16 @@ class KafkaLog(EventLog):
         end = self.end_offsets(topic).get(partition)
         if end is None:
             raise LogError(f"topic {topic} has no partition {partition}")
-        consumer = self.reader
-        consumer.assign([tp])
-        consumer.seek(tp, offset)
         out: list[LogRecord] = []
         stop = min(end, offset + limit)
         deadline = time.monotonic() + 30
-        while consumer.position(tp) < stop and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500, max_records=stop - offset).values():
-                out.extend(_record(r) for r in records if r.offset < stop)
+        with self._reading:
+            consumer = self.reader
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            while consumer.position(tp) < stop and time.monotonic() < deadline:
+                for records in consumer.poll(timeout_ms=500, max_records=stop - offset).values():
+                    out.extend(_record(r) for r in records if r.offset < stop)
         return out[:limit]
 
     def follow(
