@@ -34,13 +34,13 @@ from interaction_store.projection.scoring import (
     publish_outbox,
     sales_ready_event_id,
 )
-from interaction_store.projection.scoring_model import (
-    ScoringModel,
+from interaction_store.projection.scoring.files import (
     ScoringModelError,
     load_models,
     models_folder,
     parse_model,
 )
+from interaction_store.projection.scoring.model import ScoringModel
 from interaction_store.settings import Settings
 from interaction_store.views import ViewStore, open_store
 from tests.factories import BASE, event

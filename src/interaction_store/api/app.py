@@ -1,5 +1,6 @@
-"""The HTTP API: one FastAPI app whose routers are the ingest API, the read API and the
-operational endpoints (health, readiness, metrics). ``istore serve`` runs it on uvicorn."""
+"""The HTTP API: one FastAPI app whose routers are the ingest API, the read API (timelines,
+consent, scores, positions) and the operational endpoints (health, readiness, metrics).
+``istore serve`` runs it on uvicorn."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interaction_store import __version__
-from interaction_store.api import errors, ingest, ops, read
+from interaction_store.api import consent, errors, ingest, ops, positions, scores, timelines
 from interaction_store.api.metrics import Metrics
 from interaction_store.api.services import Services
 from interaction_store.settings import Settings
@@ -44,7 +45,8 @@ def create_app(
     if role in ("all", "ingest"):
         app.include_router(ingest.router)
     if role in ("all", "read"):
-        app.include_router(read.router)
+        for resource in (timelines, consent, scores, positions):
+            app.include_router(resource.router)
     app.include_router(ops.router)
     app.add_middleware(_Measure, metrics=app.state.services.metrics)
     return app

@@ -33,7 +33,7 @@ from interaction_store.projection.registry import (
 from interaction_store.projection.runner import dead_letters, retry_dead_letters
 from interaction_store.projection.score_diff import diff_scores
 from interaction_store.projection.scoring import LeadScores, publish_outbox
-from interaction_store.projection.scoring_model import read_models
+from interaction_store.projection.scoring.files import read_models
 from interaction_store.settings import Settings
 from interaction_store.views import ViewStore, open_store
 
