@@ -31,7 +31,7 @@ from interaction_store.cli.views import ERRORS, ProjectionWorker, summary
 from interaction_store.codec import encode
 from interaction_store.events import InteractionEvent
 from interaction_store.lifeline import die_with_parent
-from interaction_store.settings import Settings
+from interaction_store.settings import Settings, private_file
 
 if TYPE_CHECKING:
     from interaction_store.api.app import Role as AppRole
@@ -154,6 +154,8 @@ def ensure_access(settings: Settings) -> str | None:
     """Create the access file with the default roles and one admin key when it is missing,
     and return that key (shown once, never stored); else say how many keys the file holds."""
     path = settings.access_path
+    if path.parent == settings.data_dir:
+        settings.private_data_dir()
     if path.exists():
         config = AccessConfig.load(path)
         click.echo(f"access: {path} has {len(config.keys)} key(s)", err=True)
@@ -222,8 +224,8 @@ def _demo_end(settings: Settings) -> datetime:
         return datetime.fromisoformat(str(saved["end"])).replace(tzinfo=UTC)
     except (FileNotFoundError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_bytes(orjson.dumps({"end": end.date().isoformat()}))
+        settings.private_data_dir()
+        private_file(marker).write_bytes(orjson.dumps({"end": end.date().isoformat()}))
         return end
 
 

@@ -32,7 +32,7 @@ from interaction_store.log.base import (
     LogRecord,
     Position,
 )
-from interaction_store.settings import Settings
+from interaction_store.settings import Settings, private_file
 
 
 class EventIdIndex:
@@ -86,11 +86,11 @@ class KafkaLog(EventLog):
         self._partitions: dict[tuple[str, bytes], int] = {}
         self._partition_counts: dict[str, int] = {}
         self._reader: KafkaConsumer | None = None
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         cluster = hashlib.sha256(
             f"{settings.kafka_bootstrap_servers}|{settings.topic_prefix}".encode()
         ).hexdigest()[:12]
-        self.index = EventIdIndex(str(settings.data_dir / f"kafka-event-ids-{cluster}.sqlite"))
+        index = settings.private_data_dir() / f"kafka-event-ids-{cluster}.sqlite"
+        self.index = EventIdIndex(str(private_file(index)))
 
     # ----------------------------------------------------------------- clients
 
