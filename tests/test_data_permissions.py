@@ -94,3 +94,10 @@ def test_keys_created_from_the_command_line_are_private(tmp_path: Path, open_uma
     assert result.exit_code == 0, result.output
     assert _mode(folder) == 0o700
     assert _mode(folder / "access.toml") == 0o600
+
+
+def test_a_data_dir_that_is_a_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "data"
+    path.write_text("")
+    with pytest.raises(NotADirectoryError, match=r"data_dir='.*/data' is a file"):
+        open_log(Settings(backend="embedded", data_dir=path))

@@ -36,7 +36,11 @@ def private_folder(path: Path) -> Path:
     try:
         path.mkdir(mode=PRIVATE_FOLDER)
     except FileExistsError:
-        pass
+        if not path.is_dir():
+            raise NotADirectoryError(
+                f"data_dir={str(path)!r} is a file, not a folder: point ISTORE_DATA_DIR "
+                "(--data-dir) at a folder, or move the file away"
+            ) from None
     else:
         os.chmod(path, PRIVATE_FOLDER)  # the umask may have taken the owner's bits too
         return path
