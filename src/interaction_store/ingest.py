@@ -7,6 +7,7 @@ a bad document never holds back its valid neighbours.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack
@@ -24,6 +25,7 @@ from interaction_store.codec import (
     collector_paused,
     prepare,
 )
+from interaction_store.lifeline import die_with_parent
 from interaction_store.log.base import Appended, DeadLetter, EventLog, Position
 
 
@@ -191,8 +193,16 @@ class Ingest:
                     pending = (docs, numbers, None)
                     continue
                 if pool is None and self.parallel:
+                    # The worker ends with this process, even one killed with SIGKILL (it
+                    # would wait for work for good, and keep multiprocessing's resource
+                    # tracker alive); this thread, which starts it, outlives it.
                     pool = stack.enter_context(
-                        ProcessPoolExecutor(1, mp_context=get_context("spawn"))
+                        ProcessPoolExecutor(
+                            1,
+                            mp_context=get_context("spawn"),
+                            initializer=die_with_parent,
+                            initargs=(os.getpid(),),
+                        )
                     )
                 # Hand the next batch to the worker first, then publish this one meanwhile.
                 future = (

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +21,58 @@ def _data_folder(name: str) -> Path:
     if (in_checkout / ".istore-data-folder").exists():
         return in_checkout
     return _PACKAGE_DIR / "_data" / name
+
+
+PRIVATE_FOLDER = 0o700
+PRIVATE_FILE = 0o600
+"""The data folder holds personal data and API key hashes: its owner's only."""
+
+
+def private_folder(path: Path) -> Path:
+    """Create ``path`` (0700 whatever the umask) if missing. One open to others (left by an
+    older version, or made by hand) is tightened with its files, saying so on stderr; one of
+    another user's is left as it is, with a warning."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=PRIVATE_FOLDER)
+    except FileExistsError:
+        if not path.is_dir():
+            raise NotADirectoryError(
+                f"data_dir={str(path)!r} is a file, not a folder: point ISTORE_DATA_DIR "
+                "(--data-dir) at a folder, or move the file away"
+            ) from None
+    else:
+        os.chmod(path, PRIVATE_FOLDER)  # the umask may have taken the owner's bits too
+        return path
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if not mode & 0o077:
+        return path
+    try:
+        os.chmod(path, PRIVATE_FOLDER)
+    except PermissionError:
+        sys.stderr.write(f"warning: data folder {path} is open to other users ({mode:04o})\n")
+        return path
+    for entry in os.scandir(path):
+        if entry.is_file(follow_symlinks=False):
+            os.chmod(entry.path, stat.S_IMODE(entry.stat().st_mode) & PRIVATE_FILE)
+    sys.stderr.write(
+        f"data folder {path} was open to other users ({mode:04o}): now {PRIVATE_FOLDER:04o}, "
+        f"its files {PRIVATE_FILE:04o}\n"
+    )
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty if missing, and make it its owner's only (0600). An empty file is
+    a valid SQLite database; SQLite gives its -wal, -shm and -journal files the database
+    file's mode, so they are private too."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, PRIVATE_FILE)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != PRIVATE_FILE:
+            os.fchmod(fd, PRIVATE_FILE)
+    finally:
+        os.close(fd)
+    return path
 
 
 class Settings(BaseSettings):
@@ -102,6 +157,10 @@ class Settings(BaseSettings):
         le=60,
         description="Longest a read waits for the views to reach a consistency token (seconds)",
     )
+
+    def private_data_dir(self) -> Path:
+        """The data folder, created or tightened to 0700 (see :func:`private_folder`)."""
+        return private_folder(self.data_dir)
 
     @property
     def access_path(self) -> Path:

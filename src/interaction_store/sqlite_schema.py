@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from interaction_store.settings import private_file
+
 _in_process = threading.Lock()
 
 
@@ -17,7 +19,7 @@ def create_schema(database: Path, create: Callable[[], None]) -> None:
     transaction that read the schema cannot write once another has committed (SQLite says
     "database is locked" at once, without waiting), and the tracking recorder's first-use
     row may be written twice."""
-    lock = database.with_name(f".{database.name}.lock")
+    lock = private_file(database.with_name(f".{database.name}.lock"))
     # flock excludes other processes; threads of this one share the open-file lock, so they
     # take a lock of their own first.
     with _in_process, lock.open("a") as held:

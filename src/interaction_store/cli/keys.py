@@ -32,6 +32,8 @@ def create(ctx: click.Context, name: str, role: str) -> None:
     settings = settings_of(ctx)
     path = settings.access_path
     try:
+        if path.parent == settings.data_dir:
+            settings.private_data_dir()
         key = add_key(path, name, role)
     except ERRORS as exc:
         raise fail(exc) from exc

@@ -30,7 +30,8 @@ from interaction_store.cli import main, settings_of
 from interaction_store.cli.views import ERRORS, ProjectionWorker, summary
 from interaction_store.codec import encode
 from interaction_store.events import InteractionEvent
-from interaction_store.settings import Settings
+from interaction_store.lifeline import die_with_parent
+from interaction_store.settings import Settings, private_file
 
 if TYPE_CHECKING:
     from interaction_store.api.app import Role as AppRole
@@ -153,6 +154,8 @@ def ensure_access(settings: Settings) -> str | None:
     """Create the access file with the default roles and one admin key when it is missing,
     and return that key (shown once, never stored); else say how many keys the file holds."""
     path = settings.access_path
+    if path.parent == settings.data_dir:
+        settings.private_data_dir()
     if path.exists():
         config = AccessConfig.load(path)
         click.echo(f"access: {path} has {len(config.keys)} key(s)", err=True)
@@ -221,8 +224,8 @@ def _demo_end(settings: Settings) -> datetime:
         return datetime.fromisoformat(str(saved["end"])).replace(tzinfo=UTC)
     except (FileNotFoundError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_bytes(orjson.dumps({"end": end.date().isoformat()}))
+        settings.private_data_dir()
+        private_file(marker).write_bytes(orjson.dumps({"end": end.date().isoformat()}))
         return end
 
 
@@ -298,8 +301,12 @@ def _serve(
     if role == "all":
         # The worker runs in a process of its own: projecting is CPU work that would
         # otherwise hold this process's interpreter lock while requests wait.
+        # Started from this (main) thread, which outlives it: the child's parent-death
+        # signal is tied to the thread that started it.
         child = get_context("spawn").Process(
-            target=_work_in_child, args=(settings, batch_size), name="projection-worker"
+            target=_work_in_child,
+            args=(settings, batch_size, os.getpid()),
+            name="projection-worker",
         )
         child.start()
         running = child
@@ -340,8 +347,10 @@ WORKER_STOP = 60.0
 """Seconds the projection worker has to finish its batch after the server stopped."""
 
 
-def _work_in_child(settings: Settings, batch_size: int) -> None:
-    """The projection worker of `serve --role all`, in its own process."""
+def _work_in_child(settings: Settings, batch_size: int, parent: int) -> None:
+    """The projection worker of `serve --role all`, in its own process. It stops (after its
+    batch) when the server does, even a server killed with SIGKILL: a restart would otherwise
+    run a second worker beside the orphan."""
     worker = ProjectionWorker(settings, batch_size)
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -349,11 +358,13 @@ def _work_in_child(settings: Settings, batch_size: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    die_with_parent(parent)
     click.echo(summary(worker.run(group=None)), err=True)
 
 
 SETTINGS_ENV = "ISTORE_SERVE_SETTINGS"
 ROLE_ENV = "ISTORE_SERVE_ROLE"
+PARENT_ENV = "ISTORE_SERVE_PARENT"
 
 
 def _serve_processes(
@@ -376,6 +387,7 @@ def _serve_processes(
             data[name] = value.get_secret_value()
     os.environ[SETTINGS_ENV] = orjson.dumps(data).decode()
     os.environ[ROLE_ENV] = role
+    os.environ[PARENT_ENV] = str(os.getpid())
     uvicorn.run(
         f"{__name__}:process_app",
         factory=True,
@@ -389,9 +401,12 @@ def _serve_processes(
 
 
 def process_app() -> Any:
-    """The app of one of several server processes (see :func:`_serve_processes`)."""
+    """The app of one of several server processes (see :func:`_serve_processes`). The
+    process ends with uvicorn's supervisor (SIGTERM: a graceful shutdown), even one killed
+    with SIGKILL, which would otherwise leave it serving the port alone."""
     from interaction_store.api import create_app
 
+    die_with_parent(int(os.environ[PARENT_ENV]))
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
     app = create_app(settings, role=_APP_ROLES[os.environ[ROLE_ENV]])
     threading.Thread(

@@ -26,7 +26,7 @@ from interaction_store.log.base import (
     LogRecord,
     Position,
 )
-from interaction_store.settings import Settings
+from interaction_store.settings import Settings, private_file
 from interaction_store.sqlite_schema import create_schema
 
 LOG_FILE = "log.sqlite"
@@ -74,8 +74,7 @@ class EmbeddedLog(EventLog):
 
     def __init__(self, settings: Settings, catalog: StreamCatalog | None = None) -> None:
         super().__init__(settings, catalog)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.path = settings.data_dir / LOG_FILE
+        self.path = private_file(settings.private_data_dir() / LOG_FILE)
         self.datastore = SQLiteDatastore(str(self.path), lock_timeout=30)
         self.recorders = {
             spec.name: _TopicRecorder(self.datastore, events_table_name=_table(spec.name))

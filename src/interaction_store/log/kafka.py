@@ -36,7 +36,7 @@ from interaction_store.log.base import (
 )
 from interaction_store.log.kafka_index import EventIdIndex
 from interaction_store.log.kafka_producer import InDoubt, Publisher, Send
-from interaction_store.settings import Settings
+from interaction_store.settings import Settings, private_file
 
 
 class KafkaLog(EventLog):
@@ -55,11 +55,11 @@ class KafkaLog(EventLog):
         self._reading = threading.RLock()
         """A consumer is not for several threads at once, and the API's threads share this
         one (end offsets for tokens and lag, reads)."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         cluster = hashlib.sha256(
             f"{settings.kafka_bootstrap_servers}|{settings.topic_prefix}".encode()
         ).hexdigest()[:12]
-        self.index = EventIdIndex(str(settings.data_dir / f"kafka-event-ids-{cluster}.sqlite"))
+        index = settings.private_data_dir() / f"kafka-event-ids-{cluster}.sqlite"
+        self.index = EventIdIndex(str(private_file(index)))
 
     # ----------------------------------------------------------------- clients
 

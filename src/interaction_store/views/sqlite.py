@@ -13,7 +13,7 @@ from typing import Any, Literal
 from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
 
-from interaction_store.settings import Settings
+from interaction_store.settings import Settings, private_file, private_folder
 from interaction_store.sqlite_schema import create_schema
 from interaction_store.views.base import Cursor, ViewStore, tracking_name
 
@@ -56,8 +56,8 @@ class SQLiteViewStore(ViewStore):
     dialect: Literal["sqlite", "postgres"] = "sqlite"
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        private_folder(path.parent)
+        self.path = private_file(path)
         self.datastore = SQLiteDatastore(str(path), lock_timeout=30)
         self.recorder = SQLiteTrackingRecorder(self.datastore)
         create_schema(self.path, self._create_tables)
