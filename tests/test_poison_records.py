@@ -119,39 +119,45 @@ class PoisonRecords(ABC):
         with self.fresh_settings() as s:
             self._check(s, [(value, headers)])
 
-    @settings(
-        max_examples=8,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-    @given(
-        st.lists(
-            st.tuples(
-                st.one_of(
-                    st.binary(max_size=200),
-                    st.none(),
-                    st.builds(lambda b: b'{"type":"email.opened",' + b, st.binary(max_size=60)),
-                ),
-                st.lists(
-                    st.tuples(
-                        st.sampled_from(["istore.type", "istore.reason", "x"])
-                        | st.text(max_size=8),
-                        st.none() | st.binary(max_size=20) | st.sampled_from([b"email.opened"]),
-                    ),
-                    max_size=3,
-                ),
-            ),
-            min_size=1,
-            max_size=12,
+    examples = 8
+
+    def test_any_bytes_and_headers_never_stop_the_views(self) -> None:
+        # The property is defined per call: hypothesis wants each test method run by one class
+        # (its database replays examples per method), and both logs share this one.
+        @settings(
+            max_examples=self.examples,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+            database=None,
         )
-    )
-    def test_any_bytes_and_headers_never_stop_the_views(
-        self, poisons: list[tuple[bytes | None, list[Header]]]
-    ) -> None:
-        if not self.supports_tombstones:
-            poisons = [(b"null" if v is None else v, h) for v, h in poisons]
-        with self.fresh_settings() as s:
-            self._check(s, poisons)
+        @given(
+            st.lists(
+                st.tuples(
+                    st.one_of(
+                        st.binary(max_size=200),
+                        st.none(),
+                        st.builds(lambda b: b'{"type":"email.opened",' + b, st.binary(max_size=60)),
+                    ),
+                    st.lists(
+                        st.tuples(
+                            st.sampled_from(["istore.type", "istore.reason", "x"])
+                            | st.text(max_size=8),
+                            st.none() | st.binary(max_size=20) | st.sampled_from([b"email.opened"]),
+                        ),
+                        max_size=3,
+                    ),
+                ),
+                min_size=1,
+                max_size=12,
+            )
+        )
+        def check(poisons: list[tuple[bytes | None, list[Header]]]) -> None:
+            if not self.supports_tombstones:
+                poisons = [(b"null" if v is None else v, h) for v, h in poisons]
+            with self.fresh_settings() as s:
+                self._check(s, poisons)
+
+        check()
 
 
 class TestEmbedded(PoisonRecords):
