@@ -122,10 +122,11 @@ def withheld_source(node: Any, hidden_types: set[str]) -> Any:
         return [withheld_source(x, hidden_types) for x in node]
     if not isinstance(node, dict):
         return node
-    if node.keys() == {"since", "event_id", "event_type", "note"} and (
+    if node.keys() == {"since", "event_id", "event_type", "note", "contact_id"} and (
         node["event_type"] in hidden_types
     ):
-        return {"since": node["since"], "event_id": None, "event_type": None, "note": ""}
+        hidden = {"event_id": None, "event_type": None, "note": "", "contact_id": None}
+        return {"since": node["since"], **hidden}
     return {k: withheld_source(v, hidden_types) for k, v in node.items()}
 
 
@@ -393,6 +394,7 @@ def test_service_sees_when_consent_changed_not_the_marketing_events_behind_it(
                 "event_id": None,
                 "event_type": None,
                 "note": "",
+                "contact_id": None,
             }
             assert "mailbox unknown" not in text and "STOP" not in text
             assert f"by {HIDDEN_EVENT}" in " ".join(decision["reasons"])

@@ -33,7 +33,7 @@ router = APIRouter(tags=["read"])
 
 class SourceOut(BaseModel):
     """The event that set a value. Of a category the caller may not read, only its instant:
-    ``event_id`` and ``event_type`` null, ``note`` empty."""
+    ``event_id``, ``event_type`` and ``contact_id`` null, ``note`` empty."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -41,6 +41,21 @@ class SourceOut(BaseModel):
     event_id: str | None
     event_type: str | None
     note: str
+    contact_id: str | None = Field(
+        default=None,
+        description="The contact of the merged group whose event it was; null: this contact",
+    )
+
+
+class MergeOut(BaseModel):
+    """A contact merged into another, by a contact.merged event."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    contact_id: str
+    into: str
+    event_id: str
+    at: datetime
 
 
 class RecordedFlag(BaseModel):
@@ -103,8 +118,12 @@ class ConsentOut(BaseModel):
     contact_points: list[PointConsentOut]
     undeliverable: list[UndeliverableOut] = Field(description="Addresses that hard-bounced")
     events: int = Field(
-        description="Consent-relevant events of the contact, of the categories the caller may "
-        "read (0: none of those)"
+        description="Consent-relevant events of the contact (and of its merged group), of the "
+        "categories the caller may read (0: none of those)"
+    )
+    merged: list[MergeOut] = Field(
+        description="The contact's merged group: each contact merged into another, by which "
+        "event (empty: none); the values above are the group's"
     )
 
     @classmethod
@@ -129,6 +148,7 @@ class ConsentOut(BaseModel):
                 for a, s in state.undeliverable.items()
             ],
             events=state.events,
+            merged=[MergeOut.model_validate(link) for link in state.merged],
         )
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from interaction_store.events import InteractionEvent
 from interaction_store.views.base import Cursor, ViewStore
@@ -125,3 +125,14 @@ def chunks(items: Sequence[T], size: int = 500) -> Iterator[Sequence[T]]:
 
 def placeholders(n: int) -> str:
     return ", ".join(["%s"] * n)
+
+
+def select_in(
+    cursor: Cursor, sql: str, ids: Iterable[str], *extra: object
+) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (with ``{ids}`` for an IN list) over chunks of ``ids``; extra params first."""
+    out: list[tuple[Any, ...]] = []
+    for part in chunks(sorted(set(ids))):
+        cursor.execute(sql.format(ids=placeholders(len(part))), (*extra, *part))
+        out.extend(cursor.fetchall())
+    return out

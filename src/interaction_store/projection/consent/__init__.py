@@ -13,7 +13,6 @@ projection and its tables; ``decision`` the readers and ``may_send``.
 
 from interaction_store.events import ConsentLevel
 from interaction_store.projection.consent.decision import (
-    LEVELS,
     audit_trail,
     consent_state,
     decide,
@@ -40,6 +39,7 @@ from interaction_store.projection.consent.rules import (
 from interaction_store.projection.consent.state import (
     ANY_POINT,
     CONTACT_FIELDS,
+    LEVELS,
     PREFERENCES,
     AuditEntry,
     Check,

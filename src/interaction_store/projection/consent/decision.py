@@ -8,10 +8,13 @@ from uuid import UUID
 
 import orjson
 
-from interaction_store.events import ConsentLevel
+from interaction_store.projection.base import iso
+from interaction_store.projection.consent.group import group_state
+from interaction_store.projection.consent.ledger import Ledger
 from interaction_store.projection.consent.rules import CHANNELS, PURPOSES, ConsentRules, Enforcement
 from interaction_store.projection.consent.state import (
     ANY_POINT,
+    LEVELS,
     AuditEntry,
     Check,
     ConsentState,
@@ -20,9 +23,8 @@ from interaction_store.projection.consent.state import (
     UnknownContact,
 )
 from interaction_store.projection.consent.view import Consent
+from interaction_store.projection.merges import group_of, merge_links
 from interaction_store.views.base import ViewStore
-
-LEVELS: dict[ConsentLevel, int] = {level: rank for rank, level in enumerate(ConsentLevel)}
 
 
 def _contact(contact_id: UUID | str) -> str:
@@ -43,20 +45,37 @@ def consent_state(
     shown: Shown | None = None,
 ) -> ConsentState:
     """A contact's consent now, or as it stood at ``as_of`` (events up to and including it);
-    with ``shown``, as that reader sees it (:meth:`ConsentState.seen_by`).
+    with ``shown``, as that reader sees it (:meth:`ConsentState.seen_by`). A contact merged
+    with others (by then) has its group's consent, by the ``[merges]`` rules.
 
-    Raises :class:`UnknownContact` if no event names the contact.
+    Raises :class:`UnknownContact` if no event names the contact or its group.
     """
     _check_as_of(as_of)
     view = view if view is not None else Consent()
     cid = _contact(contact_id)
     with store.reading() as cursor:
-        ledger = view._read(cursor, cid, as_of)
-        events = ledger.events
+        links = merge_links(cursor, view.merges, [cid], None if as_of is None else iso(as_of))
+        members = group_of(cid, links)
+        ledgers: dict[str, Ledger] = {}
+        for member in members:
+            try:
+                ledgers[member] = view._read(cursor, member, as_of)
+            except UnknownContact:
+                if len(members) == 1:
+                    raise
+                continue  # in the group, but no consent event names it: it adds nothing
+        if not ledgers:
+            raise UnknownContact(cid, view.instance)
+        events = sum(ledger.events for ledger in ledgers.values())
         if shown is not None:
-            by_type = view.events_by_type(cursor, cid, as_of)
-            events = sum(n for t, n in by_type.items() if shown(t))
-    return ledger.state(cid, view.rules, as_of).seen_by(shown, events)
+            by_type = [view.events_by_type(cursor, member, as_of) for member in ledgers]
+            events = sum(n for counts in by_type for t, n in counts.items() if shown(t))
+    states = {m: ledger.state(m, view.rules, as_of) for m, ledger in ledgers.items()}
+    if len(members) == 1:
+        state = states[cid]
+    else:
+        state = group_state(cid, members, states, links, view.rules)
+    return state.seen_by(shown, events)
 
 
 def audit_trail(

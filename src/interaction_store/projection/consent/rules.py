@@ -1,5 +1,6 @@
 """The consent rules: what ``projections/consent.toml`` says (defaults, minimum levels, children,
-opt-in or opt-out per channel, which events withdraw consent), validated and loaded."""
+opt-in or opt-out per channel, which events withdraw consent, merged contacts), validated and
+loaded."""
 
 from __future__ import annotations
 
@@ -83,6 +84,13 @@ class OptOuts(_Rules):
         )
 
 
+class MergeRules(_Rules):
+    """How consent folds over contacts merged into one another (``[merges]``)."""
+
+    preferences: Literal["opt_out_wins", "latest"] = "opt_out_wins"
+    level: Literal["lowest", "latest"] = "lowest"
+
+
 class ConsentRules(_Rules):
     """What ``projections/consent.toml`` says (its comments explain each rule)."""
 
@@ -91,6 +99,8 @@ class ConsentRules(_Rules):
     children: ChildRules
     contact_points: ContactPointRules
     opt_outs: OptOuts
+    # A file from before merges were followed has no [merges]: the cautious rules apply.
+    merges: MergeRules = MergeRules()
 
     @classmethod
     def load(cls, projections_dir: Path | None = None) -> ConsentRules:

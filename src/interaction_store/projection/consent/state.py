@@ -10,9 +10,13 @@ from typing import Any, Generic, TypeVar
 
 from interaction_store.events import ConsentLevel
 from interaction_store.projection.base import HIDDEN_EVENT
+from interaction_store.projection.merges import MergeLink
 
 PREFERENCES = ("allow_email", "allow_bulk_email", "allow_prefill", "track_email")
 CONTACT_FIELDS = ("email", "phone", "is_child", "guardian_contact_id")
+
+LEVELS: dict[ConsentLevel, int] = {level: rank for rank, level in enumerate(ConsentLevel)}
+"""Each consent level's rank, lowest first."""
 
 ANY_POINT = "*"
 """The contact point of an opt-out whose address or number was not known when it happened (a
@@ -35,15 +39,29 @@ class Source:
     event_id: str | None
     event_type: str | None
     note: str = ""
+    contact_id: str | None = None
+    """Another contact of the merged group, whose event this was (None: the contact read)."""
+    merge: MergeLink | None = None
+    """How that contact joined the group (None: the others were merged into it)."""
 
     def describe(self) -> str:
         if self.event_id is None or self.event_type is None:
             return f"since {when(self.since)} by {HIDDEN_EVENT}"
         text = f"since {when(self.since)} by {self.event_type} event {self.event_id}"
-        return f"{text} ({self.note})" if self.note else text
+        text = f"{text} ({self.note})" if self.note else text
+        if self.contact_id is None:
+            return text
+        if self.merge is None:
+            return f"{text} of contact {self.contact_id} (the contact it was merged into)"
+        m = self.merge
+        return (
+            f"{text} of contact {self.contact_id} (merged into {m.into} by contact.merged "
+            f"event {m.event_id} at {when(m.since)})"
+        )
 
     def seen_by(self, shown: Shown | None) -> Source:
-        """The source as a reader sees it (the instant only, for a hidden category)."""
+        """The source as a reader sees it (the instant only, for a hidden category: not the
+        contact of the group either)."""
         if shown is None or self.event_type is None or shown(self.event_type):
             return self
         return Source(self.since, None, None)
@@ -61,6 +79,13 @@ class Recorded(Generic[T]):
 
     def seen_by(self, shown: Shown | None) -> Recorded[T]:
         return self if self.source is None else Recorded(self.value, self.source.seen_by(shown))
+
+    @property
+    def at(self) -> tuple[datetime, str]:
+        """Where it falls in the order of events (the default: before every event)."""
+        if self.source is None:
+            return (datetime.min.replace(tzinfo=UTC), "")
+        return (self.source.since, self.source.event_id or "")
 
 
 @dataclass(frozen=True)
@@ -101,6 +126,9 @@ class ConsentState:
     undeliverable: dict[str, Source]
     """Email addresses that hard-bounced, with the bounce."""
     events: int
+    merged: list[MergeLink] = field(default_factory=list)
+    """The contact's merged group (each contact merged into another, by which event); the
+    values above are the group's (``[merges]`` of ``consent.toml``)."""
 
     @property
     def subscribed(self) -> list[str]:
@@ -121,20 +149,25 @@ class ConsentState:
         categories it may not read unnamed, and ``events`` counting only the others."""
         if shown is None:
             return self
+        return replace(self.with_sources(lambda s: s.seen_by(shown)), events=events)
+
+    def with_sources(self, change: Callable[[Source], Source]) -> ConsentState:
+        """The same state, every source replaced by ``change(source)``."""
+
+        def recorded(r: Recorded[Any]) -> Recorded[Any]:
+            return r if r.source is None else Recorded(r.value, change(r.source))
+
         return replace(
             self,
-            preferences={k: r.seen_by(shown) for k, r in self.preferences.items()},
-            level=self.level.seen_by(shown),
-            is_child=self.is_child.seen_by(shown),
-            guardian_contact_id=self.guardian_contact_id.seen_by(shown),
-            email=self.email.seen_by(shown),
-            phone=self.phone.seen_by(shown),
-            lists={k: replace(m, source=m.source.seen_by(shown)) for k, m in self.lists.items()},
-            contact_points=[
-                replace(p, source=p.source.seen_by(shown)) for p in self.contact_points
-            ],
-            undeliverable={a: s.seen_by(shown) for a, s in self.undeliverable.items()},
-            events=events,
+            preferences={k: recorded(r) for k, r in self.preferences.items()},
+            level=recorded(self.level),
+            is_child=recorded(self.is_child),
+            guardian_contact_id=recorded(self.guardian_contact_id),
+            email=recorded(self.email),
+            phone=recorded(self.phone),
+            lists={k: replace(m, source=change(m.source)) for k, m in self.lists.items()},
+            contact_points=[replace(p, source=change(p.source)) for p in self.contact_points],
+            undeliverable={a: change(s) for a, s in self.undeliverable.items()},
         )
 
 

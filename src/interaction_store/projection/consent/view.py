@@ -1,5 +1,6 @@
 """The consent projection: one audit row per consent-relevant event, folded again per contact
-into the state tables whenever one arrives; and reading a contact back from them."""
+into the state tables whenever one arrives; the merges between contacts, kept as a profiles
+fold of their own; and reading a contact back from them."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from interaction_store.projection.base import Projection, chunks, iso, placehold
 from interaction_store.projection.consent.ledger import CONSENT_TYPES, Ledger, facts_of, src_from
 from interaction_store.projection.consent.rules import ConsentRules, RulesFile
 from interaction_store.projection.consent.state import CONTACT_FIELDS, PREFERENCES, UnknownContact
+from interaction_store.projection.merges import MERGE_TYPES
+from interaction_store.projection.profiles import Profiles
 from interaction_store.settings import Settings
 from interaction_store.views.base import Cursor, insert_rows, update_rows
 
 _AUDIT_COLUMNS = ("contact_id", "occurred_at", "event_id", "type", "source", "facts", "changes")
 _AUDIT_KEY = ("contact_id", "event_id")
 _STATE_TABLES = ("contacts", "sources", "lists", "contact_points", "undeliverable")
+MERGES_SUFFIX = "_profiles"
 
 
 def _dumps(value: Any) -> str:
@@ -28,7 +32,11 @@ def _dumps(value: Any) -> str:
 
 
 class Consent(Projection):
-    """The consent view; ``rules`` default to ``projections/consent.toml``."""
+    """The consent view; ``rules`` default to ``projections/consent.toml``.
+
+    It keeps the ``contact.merged`` events in a profiles fold of its own (like the lead
+    scores), so that a replay or a shadow copy is rebuilt from the log alone; each contact's
+    rows stay its own, and a reader combines a merged group's (``group``)."""
 
     kind = "consent"
 
@@ -39,18 +47,21 @@ class Consent(Projection):
         opt_outs: Iterable[str] | None = None,
     ) -> None:
         super().__init__(instance)
+        if len(self.instance) > 41 - len(MERGES_SUFFIX):  # its merges' name must fit too
+            raise ValueError(f"a consent view name has at most 32 characters: {instance!r}")
+        self.merges = Profiles(f"{self.instance}{MERGES_SUFFIX}")
         self._rules = rules if rules is not None else ConsentRules.load()
         # The fold's opt-outs stay those the view was built with: the rows depend on them, so
         # new ones take a replay, not a reload (nor a restart) that would mix the two.
         self.opt_outs = (
             frozenset(opt_outs) if opt_outs is not None else self.rules.opt_outs.enabled()
         )
-        self.types = CONSENT_TYPES | self.opt_outs
+        self.types = CONSENT_TYPES | self.opt_outs | MERGE_TYPES
         self.event_types = self.types
         # Each table's column names, in order (its definition up to the key clause).
         self._columns = {
             name: tuple(c.split()[0] for c in columns.split(", PRIMARY KEY")[0].split(", "))
-            for name, columns in self.tables.items()
+            for name, columns in self._own_tables.items()
         }
 
     @property
@@ -82,8 +93,18 @@ class Consent(Projection):
         opt_outs = definition.get("opt_outs")
         return cls(instance, RulesFile.of(settings.projections_dir), opt_outs)
 
+    def table(self, name: str) -> str:
+        # The merges' tables are part of this view ("profiles.<table>"), named by them.
+        if name.startswith("profiles."):
+            return self.merges.table(name.removeprefix("profiles."))
+        return super().table(name)
+
     @property
     def tables(self) -> dict[str, str]:
+        return self._own_tables | {f"profiles.{k}": v for k, v in self.merges.tables.items()}
+
+    @property
+    def _own_tables(self) -> dict[str, str]:
         src = "since TEXT NOT NULL, event_id TEXT NOT NULL, event_type TEXT NOT NULL, note TEXT"
         return {
             # Every consent-relevant event: its own facts, and what it changed once resolved.
@@ -113,12 +134,14 @@ class Consent(Projection):
         return [
             f"CREATE INDEX IF NOT EXISTS {self.table('lists_by_list')} "
             f"ON {self.table('lists')} (list_id, member)",
+            *self.merges.indexes(dialect),
         ]
 
     def wants(self, event: InteractionEvent) -> bool:
         return event.type in self.types and event.subject.contact_id is not None
 
     def apply(self, cursor: Cursor, events: Sequence[InteractionEvent]) -> None:
+        self.merges.apply(cursor, [e for e in events if e.type in MERGE_TYPES])
         rows = []
         for event in events:
             contact_id = event.subject.contact_id

@@ -6,6 +6,7 @@ the scoring arithmetic; ``leads`` which contacts score a lead; ``scores`` a lead
 outbox rows; ``view`` the projection; ``read`` the readers; ``outbox`` publishing the outbox.
 """
 
+from interaction_store.projection.merges import MAX_MERGE_HOPS, merged_groups
 from interaction_store.projection.scoring.files import (
     load_models,
     model_files,
@@ -15,7 +16,6 @@ from interaction_store.projection.scoring.files import (
 from interaction_store.projection.scoring.leads import (
     ANONYMOUS,
     KIND,
-    MAX_MERGE_HOPS,
     NO_PARENT,
     NOT_CREATED,
     PROFILES_SUFFIX,
@@ -23,7 +23,6 @@ from interaction_store.projection.scoring.leads import (
     lead_contexts,
     leads_of,
     load_matches,
-    merged_groups,
     subject_key,
 )
 from interaction_store.projection.scoring.model import UNSCORED_TYPES, CompiledRule, ScoringModel

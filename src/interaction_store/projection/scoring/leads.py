@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from interaction_store.events import InteractionEvent
-from interaction_store.projection.base import chunks, placeholders
+from interaction_store.projection.base import select_in
+from interaction_store.projection.merges import merged_groups
 from interaction_store.projection.profiles import LEAD_STATUS, Profiles
 from interaction_store.projection.scoring.points import Match, micros
 from interaction_store.views.base import Cursor
@@ -19,7 +19,6 @@ PROFILES_SUFFIX = "_profiles"
 NO_PARENT = "lead has neither a parent contact nor a parent account"
 NOT_CREATED = "no lead.created event yet, so the lead's parent is not known"
 ANONYMOUS = "anonymous:"
-MAX_MERGE_HOPS = 10
 
 
 def subject_key(event: InteractionEvent) -> str | None:
@@ -80,17 +79,6 @@ class LeadContext:
         return [at for at, t in self.history if LEAD_STATUS.get(t) == "open"]
 
 
-def select_in(
-    cursor: Cursor, sql: str, ids: Iterable[str], *extra: object
-) -> list[tuple[Any, ...]]:
-    """Run ``sql`` (with ``{ids}`` for an IN list) over chunks of ``ids``; extra params first."""
-    out: list[tuple[Any, ...]] = []
-    for part in chunks(sorted(set(ids))):
-        cursor.execute(sql.format(ids=placeholders(len(part))), (*extra, *part))
-        out.extend(cursor.fetchall())
-    return out
-
-
 def column_in(
     cursor: Cursor, table: str, column: str, key: str, ids: Iterable[str], member: bool = False
 ) -> list[str]:
@@ -102,55 +90,10 @@ def column_in(
     ]
 
 
-def merged_groups(cursor: Cursor, n: TableNames, contacts: Iterable[str]) -> dict[str, set[str]]:
-    """Each contact's group: the contact it was merged into (following ``contact.merged`` a
-    few hops) with every contact merged into that one."""
-    contacts = set(contacts)
-    into: dict[str, str] = {}
-    frontier = contacts
-    for _ in range(MAX_MERGE_HOPS):  # up to the survivors
-        rows = select_in(
-            cursor,
-            f"SELECT contact_id, merged_into FROM {n.prof('contacts')} "
-            "WHERE merged_into IS NOT NULL AND contact_id IN ({ids})",
-            frontier,
-        )
-        into.update(rows)
-        frontier = {target for _, target in rows} - into.keys()
-        if not frontier:
-            break
-    root: dict[str, str] = {}
-    for contact in contacts:
-        r = contact
-        for _ in range(MAX_MERGE_HOPS):
-            r = into.get(r, r)
-        root[contact] = r
-    owner = {r: r for r in root.values()}
-    frontier = set(owner)
-    for _ in range(MAX_MERGE_HOPS):  # and down to everyone merged into them
-        rows = select_in(
-            cursor,
-            f"SELECT contact_id, merged_into FROM {n.prof('contacts')} "
-            "WHERE merged_into IN ({ids})",
-            frontier,
-        )
-        frontier = set()
-        for contact, target in sorted(rows):
-            if contact not in owner:
-                owner[contact] = owner[target]
-                frontier.add(contact)
-        if not frontier:
-            break
-    groups: dict[str, set[str]] = defaultdict(set)
-    for contact, r in owner.items():
-        groups[r].add(contact)
-    return {contact: groups[root[contact]] for contact in contacts}
-
-
 def leads_of(cursor: Cursor, n: TableNames, contacts: set[str], accounts: set[str]) -> set[str]:
     """The leads whose score the interactions of ``contacts`` (or the membership of
     ``accounts``) can change."""
-    everyone = set().union(*merged_groups(cursor, n, contacts).values())
+    everyone = set().union(*merged_groups(cursor, n.profiles, contacts).values())
     leads = set(column_in(cursor, n.prof("leads"), "lead_id", "parent_contact_id", everyone))
     accounts = accounts | set(
         column_in(cursor, n.prof("members"), "account_id", "contact_id", everyone, member=True)
@@ -193,7 +136,7 @@ def lead_contexts(
         )
         for c in scored
     }
-    groups = merged_groups(cursor, n, {x for xs in base.values() for x in xs})
+    groups = merged_groups(cursor, n.profiles, {x for xs in base.values() for x in xs})
     visitors: dict[str, list[str]] = defaultdict(list)
     for contact, anonymous_id in select_in(
         cursor,

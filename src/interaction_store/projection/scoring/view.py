@@ -16,7 +16,7 @@ from interaction_store.events import (
     IdentityLinked,
     InteractionEvent,
 )
-from interaction_store.projection.base import Projection, iso
+from interaction_store.projection.base import Projection, iso, select_in
 from interaction_store.projection.profiles import LEAD_STATUS
 from interaction_store.projection.scoring.files import (
     load_models,
@@ -33,7 +33,6 @@ from interaction_store.projection.scoring.leads import (
     lead_contexts,
     leads_of,
     load_matches,
-    select_in,
     subject_key,
 )
 from interaction_store.projection.scoring.model import UNSCORED_TYPES, CompiledRule, ScoringModel
