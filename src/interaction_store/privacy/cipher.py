@@ -55,6 +55,9 @@ def open(key: bytes, subject: str, event_id: UUID, path: str, text: object) -> A
         raise SealedFieldError(
             f"{where}: sealed text is not base64url ({len(body)} characters)"
         ) from None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=") != body.encode("ascii"):
+        # The last character's unused bits may differ and decode alike: one form per value.
+        raise SealedFieldError(f"{where}: sealed text is not in canonical base64url")
     if len(raw) < NONCE_BYTES + TAG_BYTES:
         raise SealedFieldError(
             f"{where}: sealed text is cut short ({len(raw)} bytes, at least "

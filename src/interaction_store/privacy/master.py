@@ -49,7 +49,7 @@ def load_master_key(settings: Settings) -> MasterKey:
         )
     if settings.master_key is not None:
         origin = "ISTORE_MASTER_KEY"
-        return MasterKey(parse_master_key(settings.master_key.get_secret_value(), origin), origin)
+        return _parsed(settings.master_key.get_secret_value(), origin)
     if settings.master_key_file is not None:
         return _read_key_file(
             settings.master_key_file, f"ISTORE_MASTER_KEY_FILE={settings.master_key_file}"
@@ -94,7 +94,14 @@ def _read_key_file(path: Path, origin: str) -> MasterKey:
             f"warning: master key file {path} is open to other users ({mode:04o}): "
             f"chmod 600 {path}\n"
         )
-    return MasterKey(parse_master_key(text, origin), origin)
+    return _parsed(text, origin)
+
+
+def _parsed(text: str, origin: str) -> MasterKey:
+    try:
+        return MasterKey(parse_master_key(text, origin), origin)
+    except ValueError as bad:
+        raise MasterKeyError(str(bad)) from None
 
 
 def _create_key_file(path: Path) -> None:
