@@ -4,6 +4,7 @@ one clear error. And the list of fields that get sealed."""
 from __future__ import annotations
 
 import base64
+import os
 import secrets
 import uuid
 from typing import Any
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from interaction_store import privacy
 from interaction_store.events import EVENT_TYPES
 from interaction_store.privacy import SealedFieldError, is_sealed, personal_paths
-from interaction_store.privacy.cipher import SEALED_PREFIX
+from interaction_store.privacy.cipher import NONCE_BYTES, NONCES_PER_READ, SEALED_PREFIX
 
 KEY = secrets.token_bytes(32)
 EVENT = uuid.UUID("5b0c3e2a-1f4d-4c6b-9a8e-7d2f1c0b9a81")
@@ -121,3 +122,27 @@ def test_the_personal_fields_of_each_type() -> None:
         "identity.linked": ["payload.anonymous_id"],
         "consent.contact_point_changed": ["payload.contact_point"],
     }
+
+
+def nonce_of(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text[len(SEALED_PREFIX) :] + "==")[:NONCE_BYTES]
+
+
+def test_nonces_do_not_repeat_across_reads_from_the_os() -> None:
+    nonces = {nonce_of(sealed()) for _ in range(3 * NONCES_PER_READ + 5)}
+    assert len(nonces) == 3 * NONCES_PER_READ + 5
+
+
+def test_a_forked_child_does_not_reuse_its_parents_nonces() -> None:
+    sealed()  # the parent has nonces read ahead
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: seal once, report the nonce, leave without pytest's cleanup
+        os.write(write, nonce_of(sealed()))
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, NONCE_BYTES)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == NONCE_BYTES
+    assert child != nonce_of(sealed())

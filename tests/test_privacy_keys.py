@@ -78,7 +78,7 @@ class KeyStoreContract:
     def test_many_subjects_at_once(self, open_store: OpenStore) -> None:
         store = open_store()
         first = store.get_or_create("a")
-        found = store.get_or_create_many(["a", "b", "b", "c"])
+        found = store.get_or_create_many(s for s in ["a", "b", "b", "c"])  # any iterable
         assert found.keys["a"] == first
         assert sorted(found.keys) == ["a", "b", "c"]
         assert not found.erased

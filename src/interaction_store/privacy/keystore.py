@@ -129,8 +129,9 @@ class KeyStore(ABC):
         2. insert a new wrapped key for each still missing, doing nothing where another
            process inserted one (or a tombstone) meanwhile;
         3. read those back: whoever inserted first, every process ends with the same key."""
-        out = self.get_many(subjects)
-        new = [s for s in dict.fromkeys(subjects) if s not in out.keys and s not in out.erased]
+        unique = list(dict.fromkeys(subjects))  # read once: it may be a generator
+        out = self.get_many(unique)
+        new = [s for s in unique if s not in out.keys and s not in out.erased]
         if new:
             self._insert([(s, self._wrap(s, secrets.token_bytes(DATA_KEY_BYTES))) for s in new])
             self._add_rows(self._fetch(new), out)
