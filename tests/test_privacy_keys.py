@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import secrets
 import stat
 import threading
 from collections.abc import Callable, Iterator
+from multiprocessing.queues import Queue
 from pathlib import Path
 
 import pytest
@@ -223,6 +225,33 @@ class TestSQLiteKeyStore(KeyStoreContract):
         assert wrapped in on_disk()
         store.destroy("s7")
         assert wrapped not in on_disk()
+
+
+def _create_in_a_process(
+    settings: Settings, subjects: list[str], out: Queue[dict[str, str]]
+) -> None:
+    # The master key from the settings: the processes race to make the file as well.
+    with open_key_store(settings) as store:
+        out.put({s: k.hex() for s, k in store.get_or_create_many(subjects).keys.items()})
+
+
+def test_processes_opening_a_fresh_store_together_end_with_one_key_each(tmp_path: Path) -> None:
+    settings = Settings(backend="embedded", data_dir=tmp_path / "data")
+    subjects = [f"s{i}" for i in range(200)]
+    context = multiprocessing.get_context("fork")
+    out: Queue[dict[str, str]] = context.Queue()
+    processes = [
+        context.Process(target=_create_in_a_process, args=(settings, subjects, out))
+        for _ in range(3)
+    ]
+    for p in processes:
+        p.start()
+    results = [out.get(timeout=60) for _ in processes]
+    for p in processes:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert results[0] == results[1] == results[2]
+    assert len(results[0]) == len(subjects)
 
 
 class TestPostgresKeyStore(KeyStoreContract):
