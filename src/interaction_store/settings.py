@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import stat
 import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -73,6 +75,30 @@ def private_file(path: Path) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+MASTER_KEY_BYTES = 32
+NEW_KEY_HINT = "make one with `head -c 32 /dev/urandom | base64`"
+
+
+def parse_master_key(text: str, setting: str) -> bytes:
+    """The 32 bytes of a master key written as base64 (standard or URL-safe alphabet, one
+    line). ``setting`` names where the text came from, for the error; the key itself is never
+    shown."""
+    clean = text.strip()
+    try:
+        raw = base64.b64decode(clean.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            f"{setting} is not base64 ({len(clean)} characters): it should be {MASTER_KEY_BYTES} "
+            f"random bytes in base64 (44 characters); {NEW_KEY_HINT}"
+        ) from None
+    if len(raw) != MASTER_KEY_BYTES:
+        raise ValueError(
+            f"{setting} decodes to {len(raw)} bytes, not {MASTER_KEY_BYTES}: it should be "
+            f"{MASTER_KEY_BYTES} random bytes in base64 (an AES-256 key); {NEW_KEY_HINT}"
+        )
+    return raw
 
 
 class Settings(BaseSettings):
@@ -151,12 +177,44 @@ class Settings(BaseSettings):
     api_max_batch: int = Field(
         default=10_000, ge=1, description="Most events in one ingest request (413 above it)"
     )
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="Key-encryption key of the personal-data keys: 32 random bytes in base64. "
+        "Unset: read from master_key_file; on the embedded store with neither, "
+        "<data_dir>/master.key, made on first use. Losing it makes personal data unreadable",
+    )
+    master_key_file: Path | None = Field(
+        default=None,
+        description="File holding master_key (base64, one line; keep it 0600, apart from the "
+        "data's backups)",
+    )
+    key_cache_size: int = Field(
+        default=50_000,
+        ge=0,
+        description="Data keys each process keeps in memory (0: none); the least recently "
+        "used go first",
+    )
+    key_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="Longest a process uses a data key it holds in memory before reading it "
+        "again: a key destroyed by another process can still seal or open fields here for "
+        "this long (0: read the key store for every batch)",
+    )
     consistency_timeout: float = Field(
         default=5.0,
         gt=0,
         le=60,
         description="Longest a read waits for the views to reach a consistency token (seconds)",
     )
+
+    @field_validator("master_key")
+    @classmethod
+    def _master_key_is_32_bytes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_master_key(value.get_secret_value(), "ISTORE_MASTER_KEY (master_key)")
+        return value
 
     def private_data_dir(self) -> Path:
         """The data folder, created or tightened to 0700 (see :func:`private_folder`)."""
