@@ -19,9 +19,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
-from kafka.partitioner.default import murmur2
 
-from interaction_store.catalog import StreamCatalog, TopicSpec
+from interaction_store.catalog import StreamCatalog, TopicSpec, partition_of
 from interaction_store.codec import EncodedEvent
 from interaction_store.log.base import TYPE_HEADER as TYPE_HEADER  # where it was defined before
 from interaction_store.log.base import (
@@ -88,7 +87,7 @@ class KafkaLog(EventLog):
         self._reader: KafkaConsumer | None = None
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         cluster = hashlib.sha256(
-            f"{settings.kafka_bootstrap_servers}|{settings.topic_prefix}".encode()
+            f"{settings.kafka_bootstrap_servers}|{settings.topic_name_prefix}".encode()
         ).hexdigest()[:12]
         self.index = EventIdIndex(str(settings.data_dir / f"kafka-event-ids-{cluster}.sqlite"))
 
@@ -207,7 +206,7 @@ class KafkaLog(EventLog):
                         f"({exc}): run `istore topics ensure`"
                     ) from exc
                 self._partition_counts[topic] = count
-            cached = (murmur2(key) & 0x7FFFFFFF) % count
+            cached = partition_of(key, count)
             if len(self._partitions) > 1_000_000:  # bound the memory: start again
                 self._partitions.clear()
             self._partitions[(topic, key)] = cached
