@@ -234,7 +234,17 @@ def test_a_version_1_bounce_validates_against_its_published_schema() -> None:
         decode(orjson.dumps(broken))
 
 
+@pytest.mark.parametrize("payload", [" ", [], 3])
+def test_a_version_1_bounce_whose_payload_is_not_an_object_is_rejected(payload: Any) -> None:
+    exc = rejection(doc(type="email.bounced", schema_version=1, payload=payload))
+    assert [(v.field, v.rule) for v in exc.violations] == [("payload", "dict_type")]
+
+
 def test_preferences_changed_needs_one_preference_in_the_schema_too() -> None:
+    missing = doc(type="consent.preferences_changed")
+    del missing["payload"]
+    assert not validator("consent.preferences_changed.json").is_valid(missing)
+    assert [v.field for v in rejection(missing).violations] == ["payload"]
     empty = doc(type="consent.preferences_changed", payload={})
     nulls = doc(type="consent.preferences_changed", payload={"allow_email": None})
     for document in (empty, nulls):
@@ -271,6 +281,15 @@ def test_instants_outside_the_range_are_refused_naming_field_value_and_rule(
     assert hit and hit[0].rule == "datetime_range" and hit[0].value == when, exc.violations
     assert "1900-01-01T00:00:00Z" in str(exc) and "2200-01-01T00:00:00Z" in str(exc)
     assert when in str(exc)
+
+
+@pytest.mark.parametrize("when", [0, 1_700_000_000, 1.5])
+def test_a_number_is_not_an_instant(when: float) -> None:
+    # The schema says a string; pydantic alone would read a number as Unix time.
+    exc = rejection(doc(occurred_at=when))
+    assert [(v.field, v.value, v.rule) for v in exc.violations] == [
+        ("occurred_at", when, "datetime_string")
+    ]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -73,8 +74,18 @@ def _in_range(value: datetime) -> datetime:
     )
 
 
+def _text_or_datetime(value: Any) -> Any:
+    # pydantic reads a number as Unix time; the published schema says a string, so refuse it.
+    if isinstance(value, int | float):
+        raise PydanticCustomError(
+            "datetime_string", "must be an RFC 3339 string with an offset, not a number"
+        )
+    return value
+
+
 Instant = Annotated[
     AwareDatetime,
+    BeforeValidator(_text_or_datetime),
     AfterValidator(_in_range),
     Field(
         json_schema_extra={
@@ -525,6 +536,11 @@ def _make(
     type_name: str, payload: type[BaseModel], version: int, doc: str, current: bool = True
 ) -> type[InteractionEvent]:
     payload_optional = all(not f.is_required() for f in payload.model_fields.values())
+    if payload_optional:
+        try:
+            payload()  # an empty payload that its own rules refuse (preferences) is required
+        except ValueError:
+            payload_optional = False
     what = "Current version of this type" if current else "An older version, upcast on read"
     fields: dict[str, Any] = {
         "type": (Literal[type_name], ...),
