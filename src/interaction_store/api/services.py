@@ -15,6 +15,7 @@ from interaction_store.erasure import Eraser
 from interaction_store.ingest import Ingest, Outcome, Validated
 from interaction_store.log import EventLog, LogError, open_log
 from interaction_store.privacy import KeyStore, open_key_store
+from interaction_store.privacy.dropping import erasure_check_of
 from interaction_store.read import ReadAPI
 from interaction_store.settings import Settings
 from interaction_store.views import ViewStore, open_store
@@ -77,7 +78,15 @@ class Services:
     def ingest(self) -> Ingest:
         # Requests are small batches: validating in the request's own thread beats handing
         # them to a worker process.
-        return Ingest(self.log, batch_size=self.settings.publish_batch_size, parallel=False)
+        keys, erased = erasure_check_of(self.settings)
+        if keys is not None:
+            self._owned.append(keys)
+        return Ingest(
+            self.log,
+            batch_size=self.settings.publish_batch_size,
+            parallel=False,
+            erased=erased,
+        )
 
     @property
     def eraser(self) -> Eraser:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -49,18 +49,27 @@ class ErasureRegister:
     key derived from the master key (HKDF), so the table alone does not tell whether an
     address is on it: only a process holding the master key can ask."""
 
-    def __init__(self, store: ViewStore, master: MasterKey | None = None) -> None:
+    def __init__(
+        self, store: ViewStore, master: MasterKey | Callable[[], MasterKey] | None = None
+    ) -> None:
+        """``master`` may be a function that loads it: a reader then needs it only once the
+        list holds something."""
         self.store = store
         self._master = master
+        self._derived: bytes | None = None
         store.ensure(list(_SCHEMA))
 
     def _key(self) -> bytes:
-        if self._master is None:
-            raise ValueError(
-                "the suppression list needs the master key: open the register with it "
-                "(ISTORE_MASTER_KEY or ISTORE_MASTER_KEY_FILE)"
-            )
-        return HKDF(hashes.SHA256(), 32, salt=None, info=_HKDF_INFO).derive(self._master.secret)
+        if self._derived is None:
+            master = self._master() if callable(self._master) else self._master
+            if master is None:
+                raise ValueError(
+                    "the suppression list needs the master key: set ISTORE_MASTER_KEY or "
+                    "ISTORE_MASTER_KEY_FILE"
+                )
+            hkdf = HKDF(hashes.SHA256(), 32, salt=None, info=_HKDF_INFO)
+            self._derived = hkdf.derive(master.secret)
+        return self._derived
 
     def address_hash(self, kind: str, address: str) -> str:
         text = f"{kind}:{normal_address(kind, address)}".encode()
