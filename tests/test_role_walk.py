@@ -6,6 +6,7 @@ API, which takes the same permissions."""
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 import uuid
@@ -19,6 +20,7 @@ import orjson
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from interaction_store.api.access import CATEGORIES
 from interaction_store.projection.base import HIDDEN_EVENT
@@ -52,6 +54,9 @@ class World:
     account: str = field(default_factory=lambda: str(uuid.uuid4()))
     lead: str = field(default_factory=lambda: str(uuid.uuid4()))
     account_lead: str = field(default_factory=lambda: str(uuid.uuid4()))
+    erased: str = field(default_factory=lambda: str(uuid.uuid4()))
+    """A third contact, erased: its receipt is walked."""
+    erasure: str = ""
     docs: list[dict[str, Any]] = field(default_factory=list)
     past: datetime = field(default_factory=lambda: ago(2.5))
     """An instant between the opt-outs, for `as_of` reads."""
@@ -96,6 +101,7 @@ class World:
             doc("email.opened", c2, ago(1)),
             doc("activity.case_opened", c2, ago(0.5), {"case_id": "case-1"}),
             doc("chat.conversation_started", c2, ago(0.4), {"conversation_id": "k-3"}),
+            doc("contact.created", self.erased, ago(30), {"email": "gone@example.com"}),
         ]
 
     def hidden(self, role: str) -> list[dict[str, Any]]:
@@ -109,7 +115,13 @@ def served(settings: Settings) -> Iterator[tuple[TestClient, World]]:
     world = World()
     publish(settings, world.docs)
     project(settings)
+    # An erasure needs the master key (PostgreSQL has no default one).
+    key = base64.b64encode(b"k" * 32).decode()
+    settings = settings.model_copy(update={"master_key": SecretStr(key)})
     with client(settings) as http:
+        erased = http.delete(f"/v1/contacts/{world.erased}", headers=auth("admin"))
+        assert erased.status_code == 200, erased.text
+        world.erasure = erased.json()["erasure_id"]
         yield http, world
 
 
@@ -246,7 +258,7 @@ class Walk:
             return answer | {"scores": [self.score(s, False) for s in answer["scores"]]}
         if schema == "LeadScoreOut":
             return self.score(answer, answer["explanation"] is not None)
-        if schema == "PositionsOut":
+        if schema in ("PositionsOut", "Receipt"):
             return answer
         pytest.fail(f"{self.path}: say how admin's {schema} is filtered for another role")
 
@@ -260,6 +272,7 @@ def path_values(w: World) -> dict[str, list[str]]:
         "lead_id": [w.lead, w.account_lead],
         "account_id": [w.account],
         "model": ["marketing-engagement", "sales-signals"],
+        "erasure_id": [w.erasure],
     }
 
 
@@ -338,6 +351,7 @@ def test_every_role_on_every_read_route_sees_admins_answer_filtered(
         # Every role reached the routes its rights allow.
         assert {"marketing LeadScoreOut", "service ConsentOut", "sales TimelinePageOut"} <= walked
         assert "service DecisionOut" in walked and "publisher PositionsOut" in walked
+        assert "privacy Receipt" in walked and "marketing Receipt" not in walked
 
 
 # ------------------------------------------------------------------ the defects, one by one

@@ -370,6 +370,19 @@ class ContactsMerged(_Strict):
     merged_contact_id: UUID = Field(description="The duplicate folded into the subject contact")
 
 
+class ContactErased(_Strict):
+    """The subject contact was erased on request: its data keys destroyed, and every view
+    forgets its personal fields. Names no personal data: ids only."""
+
+    request_id: UUID = Field(description="The erasure's id: its receipt is /v1/erasures/{id}")
+    merged_contact_ids: list[UUID] = Field(
+        default_factory=list, description="Contacts merged with it, erased with it"
+    )
+    lead_ids: list[UUID] = Field(
+        default_factory=list, description="Leads whose only parent it was, erased with it"
+    )
+
+
 class PreferencesChanged(_Strict):
     """Only the preferences present change; absent ones keep their value."""
 
@@ -470,6 +483,7 @@ _TYPES: dict[str, tuple[type[BaseModel], int, str]] = {
     "contact.created": (ContactDetails, 1, "A contact was created"),
     "contact.updated": (ContactDetails, 1, "A contact's details changed (absent = unchanged)"),
     "contact.merged": (ContactsMerged, 1, "A duplicate contact was merged into the subject"),
+    "contact.erased": (ContactErased, 1, "The contact was erased on request (GDPR Art. 17)"),
     "contact.joined_account": (AccountMembership, 1, "The contact joined an account"),
     "contact.left_account": (AccountMembership, 1, "The contact left an account"),
     "account.created": (AccountCreated, 1, "An account (company) was created"),

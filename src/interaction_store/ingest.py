@@ -27,6 +27,7 @@ from interaction_store.codec import (
 )
 from interaction_store.lifeline import die_with_parent
 from interaction_store.log.base import Appended, DeadLetter, EventLog, Position
+from interaction_store.privacy.dropping import ErasedCheck, without_personal_data
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class Outcome:
     error: EventRejected | None = None
     dead_letter: Position | None = None
     """conflict: where the dead letter (the refused content, both digests) was written."""
+    personal_data_dropped: bool = False
+    """accepted or duplicate: its subject was erased, so it was stored without its personal
+    fields."""
 
 
 @dataclass
@@ -89,7 +93,10 @@ class Ingest:
         clock: Callable[[], datetime] = _utc_now,
         max_event_bytes: int = MAX_EVENT_BYTES,
         parallel: bool = True,
+        erased: ErasedCheck | None = None,
     ) -> None:
+        """``erased`` says which event keys (subjects) were erased: their events are stored
+        without personal fields (None: no subject was ever erased here)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.log = log
@@ -97,6 +104,7 @@ class Ingest:
         self.clock = clock
         self.max_event_bytes = max_event_bytes
         self.parallel = parallel
+        self.erased = erased
 
     def publish_documents(
         self, docs: Sequence[bytes], source: str, line_numbers: Sequence[int] | None = None
@@ -150,6 +158,13 @@ class Ingest:
                 letters.append((b, i, letter, item))
         outcomes: list[list[Outcome | None]] = [[None] * len(batch.docs) for batch in batches]
         conflicts: list[tuple[int, int, Position, DeadLetter]] = []
+        dropped: set[int] = set()
+        if valid and self.erased is not None:
+            gone = self.erased({r.key for r in records})
+            for k, record in enumerate(records):
+                if record.key in gone:
+                    records[k] = without_personal_data(record)
+                    dropped.add(k)
         if valid:
             appended = self.log.append(records)
             for k, ((b, i), result) in enumerate(zip(valid, appended, strict=True)):
@@ -158,7 +173,9 @@ class Ingest:
                     conflicts.append((b, i, result.position, letter))
                     continue
                 status = "duplicate" if result.duplicate else "accepted"
-                outcomes[b][i] = Outcome(status, result.position)
+                outcomes[b][i] = Outcome(
+                    status, result.position, personal_data_dropped=k in dropped
+                )
         if conflicts:
             positions = self.log.dead_letter([letter for *_, letter in conflicts])
             for (b, i, stored, _), pos in zip(conflicts, positions, strict=True):

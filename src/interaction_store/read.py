@@ -5,19 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
+from interaction_store.privacy.master import load_master_key
+from interaction_store.privacy.register import ErasureRegister, address_kind
 from interaction_store.projection.base import Projection
 from interaction_store.projection.consent import (
     AuditEntry,
+    Check,
     Consent,
     ConsentState,
     Decision,
     audit_trail,
     consent_state,
-    may_send,
+    decide,
 )
+from interaction_store.projection.erasure import ERASED_TEXT
 from interaction_store.projection.registry import ViewError, ViewRegistry, build
 from interaction_store.projection.scoring import Explanation, LeadScore, explain, lead_scores
 from interaction_store.projection.timeline import Timeline, TimelinePage, TimelineSettings
@@ -140,18 +145,55 @@ class ReadAPI:
         permissions: Collection[str] | None = None,
         **options: Any,
     ) -> Decision:
-        """May this message go to this contact (now or at ``as_of``)? With the reasons."""
-        return may_send(
-            self.store,
-            contact_id,
-            channel,
-            purpose,
-            list_id,
-            as_of,
-            view=self._consent(),
-            shown=self.shown(permissions),
-            **options,
-        )
+        """May this message go to this contact (now or at ``as_of``)? With the reasons; no
+        for an erased contact, or to an address of an erased person (:meth:`suppressed`)."""
+        view, shown = self._consent(), self.shown(permissions)
+        state = consent_state(self.store, contact_id, as_of, view=view, shown=shown)
+        topic, point = options.get("topic"), options.get("contact_point")
+        decision = decide(state, view.rules, channel, purpose, list_id, topic, point, shown)
+        return self.suppressed(decision, state, channel, point)
+
+    def suppressed(
+        self,
+        decision: Decision,
+        state: ConsentState,
+        channel: str,
+        contact_point: str | None = None,
+    ) -> Decision:
+        """The decision with the erasure register's word: no for an erased contact, and no
+        to an address or number of an erased person under any contact id (its consent given
+        before the erasure never comes back). The reason names the erasure, not the
+        address."""
+        register = self.register
+        receipt = register.receipt_of(state.contact_id)
+        extra = None
+        if receipt is not None:
+            extra = Check(
+                "erased",
+                False,
+                f"contact {state.contact_id} was erased at {receipt['requested_at']} "
+                f"(erasure {receipt['erasure_id']}): nothing is sent to it",
+            )
+        elif channel != "push":
+            kind = address_kind(channel)
+            point = contact_point or (state.email if kind == "email" else state.phone).value
+            hit = register.suppressed(kind, point) if point and point != ERASED_TEXT else None
+            if hit is not None:
+                extra = Check(
+                    "suppressed",
+                    False,
+                    f"this {kind} belonged to a contact erased at {hit[1]} (erasure {hit[0]}): "
+                    "it is on the suppression list, so nothing is sent to it",
+                )
+        if extra is None:
+            return decision
+        checks = [*decision.checks, extra]
+        return Decision(False, [c.reason for c in checks if not c.passed], checks)
+
+    @cached_property
+    def register(self) -> ErasureRegister:
+        """Receipts and the suppression list (the master key is loaded once it holds some)."""
+        return ErasureRegister(self.store, lambda: load_master_key(self.settings))
 
     def lead_scores(
         self,

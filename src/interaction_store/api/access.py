@@ -48,7 +48,8 @@ KEY_PREFIX = "istore_"
 DEFAULT_ROLES = """\
 # Roles of the HTTP API. `read`: the interaction categories a role's timeline shows (entries
 # of any other category are neither returned nor counted); `consent` / `scores`: may read
-# consent state and decisions / lead scores; `publish`: may POST events.
+# consent state and decisions / lead scores; `publish`: may POST events; `erase`: may erase a
+# contact (DELETE /v1/contacts/{id}) and read erasure receipts.
 # Categories: marketing_email, sms, push_notification, website, marketing_form, event, chat,
 # activity ("*" for all).
 
@@ -57,6 +58,7 @@ read = ["*"]
 consent = true
 scores = true
 publish = true
+erase = true
 
 [roles.marketing]
 read = ["marketing_email", "sms", "push_notification", "website", "marketing_form", "event"]
@@ -82,6 +84,14 @@ consent = false
 scores = false
 publish = true
 
+# The data-protection officer's desk: erasure and its receipts, nothing else.
+[roles.privacy]
+read = []
+consent = false
+scores = false
+publish = false
+erase = true
+
 # Keys: `istore keys create NAME --role ROLE` adds one here and prints the key once.
 """
 
@@ -97,6 +107,7 @@ class Role:
     consent: bool = False
     scores: bool = False
     publish: bool = False
+    erase: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,10 +208,10 @@ def _role(name: str, body: Any, source: str) -> Role:
     where = f"{source}: roles.{name}"
     if not isinstance(body, Mapping):
         raise AccessError(f"{where} must be a table")
-    extra = sorted(set(body) - {"read", "consent", "scores", "publish"})
+    extra = sorted(set(body) - {"read", "consent", "scores", "publish", "erase"})
     if extra:
         raise AccessError(
-            f"{where}: unknown field(s) {extra}; expected read, consent, scores, publish"
+            f"{where}: unknown field(s) {extra}; expected read, consent, scores, publish, erase"
         )
     read = body.get("read", [])
     if not isinstance(read, list) or not all(isinstance(c, str) for c in read):
@@ -216,7 +227,7 @@ def _role(name: str, body: Any, source: str) -> Role:
                 f"{where}.read: unknown category {category!r} (known: {', '.join(CATEGORIES)})"
             )
     flags: dict[str, bool] = {}
-    for flag in ("consent", "scores", "publish"):
+    for flag in ("consent", "scores", "publish", "erase"):
         value = body.get(flag, False)
         if not isinstance(value, bool):
             raise AccessError(f"{where}.{flag}={value!r} must be true or false")

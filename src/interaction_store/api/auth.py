@@ -73,9 +73,11 @@ publisher = _needing(lambda r: r.publish, "may not publish")
 timeline_reader = _needing(lambda r: bool(r.read), "may read no interaction category")
 consent_reader = _needing(lambda r: r.consent, "may not read consent")
 scores_reader = _needing(lambda r: r.scores, "may not read lead scores")
+eraser = _needing(lambda r: r.erase, "may not erase contacts nor read erasure receipts")
 
 
 Publisher = Annotated[Principal, Depends(publisher)]
 TimelineReader = Annotated[Principal, Depends(timeline_reader)]
 ConsentReader = Annotated[Principal, Depends(consent_reader)]
 ScoresReader = Annotated[Principal, Depends(scores_reader)]
+Eraser = Annotated[Principal, Depends(eraser)]

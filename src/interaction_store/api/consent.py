@@ -241,6 +241,7 @@ def consent_decision(
         state = _consent_state(svc, cid, at, after)
         rules, shown = _consent(svc).rules, svc.read.shown(reader.role.read)
         decision = decide(state, rules, channel, purpose, list_id, topic, contact_point, shown)
+        decision = svc.read.suppressed(decision, state, channel, contact_point)
     return DecisionOut(
         contact_id=cid,
         channel=channel,

@@ -97,6 +97,11 @@ class EventOutcome(BaseModel):
     violations: list[ViolationOut] | None = Field(
         default=None, description="Rejected: every rule the event broke"
     )
+    personal_data_dropped: bool | None = Field(
+        default=None,
+        description="true: its subject was erased, so it was stored without its personal "
+        "fields (x-personal-data in the schema)",
+    )
 
 
 class IngestResult(BaseModel):
@@ -455,6 +460,8 @@ def _publish(
             written.append(outcome.position)
             if outcome.dead_letter is not None:
                 entry["dead_letter"] = _position(outcome.dead_letter)
+            if outcome.personal_data_dropped:
+                entry["personal_data_dropped"] = True
         events.append(entry)
     for status, n in counts.items():
         svc.metrics.ingested.labels(status).inc(n)

@@ -11,8 +11,11 @@ from functools import cached_property
 
 from interaction_store.api.access import AccessConfig
 from interaction_store.api.metrics import Metrics
+from interaction_store.erasure import Eraser
 from interaction_store.ingest import Ingest, Outcome, Validated
 from interaction_store.log import EventLog, LogError, open_log
+from interaction_store.privacy import KeyStore, open_key_store
+from interaction_store.privacy.dropping import erasure_check_of
 from interaction_store.read import ReadAPI
 from interaction_store.settings import Settings
 from interaction_store.views import ViewStore, open_store
@@ -31,9 +34,10 @@ class Services:
         self._access = access
         self._log = log
         self._store = store
-        self._owned: list[EventLog | ViewStore] = []
+        self._owned: list[EventLog | ViewStore | KeyStore] = []
         self._opening = threading.Lock()
         self._committer: GroupCommit | None = None
+        self._eraser: Eraser | None = None
         self._read: ReadAPI | None = None
         self._read_checked = 0.0
         self._live: dict[str, str] | None = None
@@ -74,7 +78,28 @@ class Services:
     def ingest(self) -> Ingest:
         # Requests are small batches: validating in the request's own thread beats handing
         # them to a worker process.
-        return Ingest(self.log, batch_size=self.settings.publish_batch_size, parallel=False)
+        keys, erased = erasure_check_of(self.settings)
+        if keys is not None:
+            self._owned.append(keys)
+        return Ingest(
+            self.log,
+            batch_size=self.settings.publish_batch_size,
+            parallel=False,
+            erased=erased,
+        )
+
+    @property
+    def eraser(self) -> Eraser:
+        """Opened at the first erasure: it needs the master key and the key store, which a
+        store that never erases need not have."""
+        if self._eraser is None:
+            log, store = self.log, self.store  # each takes the lock below
+            with self._opening:
+                if self._eraser is None:
+                    keys = open_key_store(self.settings)
+                    self._owned.append(keys)
+                    self._eraser = Eraser(log, store, keys)
+        return self._eraser
 
     @property
     def committer(self) -> GroupCommit:

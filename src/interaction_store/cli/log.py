@@ -17,6 +17,7 @@ from interaction_store.cli import main
 from interaction_store.cli import settings_of as _settings
 from interaction_store.ingest import Ingest
 from interaction_store.log import LogError, LogRecord, open_log
+from interaction_store.privacy.dropping import erasure_check_of
 
 EXIT_LOG_UNAVAILABLE = 75
 """``istore publish`` when the log stopped taking batches (EX_TEMPFAIL: try again later)."""
@@ -115,8 +116,13 @@ def publish(ctx: click.Context, file: BinaryIO, batch_size: int | None, strict: 
             open_log(settings) as log,
             tqdm(unit=" events", desc="publishing", file=sys.stderr, disable=None) as bar,
         ):
-            ingest = Ingest(log, batch_size or settings.publish_batch_size)
-            report = ingest.publish_lines(file, source, progress=lambda n: advance(bar, n))
+            keys, erased = erasure_check_of(settings)
+            try:
+                ingest = Ingest(log, batch_size or settings.publish_batch_size, erased=erased)
+                report = ingest.publish_lines(file, source, progress=lambda n: advance(bar, n))
+            finally:
+                if keys is not None:
+                    keys.close()
     except LogError as exc:
         # Publishing is batch by batch, each all or nothing: what came before is stored.
         click.echo(

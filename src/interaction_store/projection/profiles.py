@@ -21,8 +21,9 @@ from interaction_store.events import (
     IdentityLinked,
     InteractionEvent,
 )
-from interaction_store.projection.base import Projection, chunks, iso, placeholders
-from interaction_store.views.base import Cursor, insert_rows
+from interaction_store.projection.base import Projection, chunks, iso, placeholders, select_in
+from interaction_store.projection.erasure import ERASED_TYPE, forget_document, named_by
+from interaction_store.views.base import Cursor, insert_rows, update_rows
 
 PROFILE_PREFIXES = ("contact.", "account.", "lead.", "identity.")
 PROFILE_TYPES = frozenset(t for t in EVENT_TYPES if t.startswith(PROFILE_PREFIXES))
@@ -129,27 +130,40 @@ class Profiles(Projection):
             return [("lead", str(s.lead_id))]
         if isinstance(p, IdentityLinked):
             return [("identity", p.anonymous_id)]
-        return []
+        # Kept with each entity it erases, so its fold knows, whenever its events arrive.
+        return named_by(event)
 
     def apply(self, cursor: Cursor, events: Sequence[InteractionEvent]) -> None:
-        rows = []
+        """1. keep each event under the entities it changes, an erased entity's without its
+        personal fields; 2. forget those of entities erased by this batch; 3. fold again."""
+        found: list[tuple[str, str, InteractionEvent]] = []
         touched: dict[str, set[str]] = defaultdict(set)
         for event in events:
             for kind, entity in self.entities(event):
-                rows.append(
-                    (
-                        kind,
-                        entity,
-                        iso(event.occurred_at),
-                        str(event.event_id),
-                        event.type,
-                        orjson.dumps(to_document(event)).decode(),
-                    )
-                )
+                found.append((kind, entity, event))
                 touched[kind].add(entity)
-        if not rows:
+        if not found:
             return
+        newly = {(k, e) for k, e, event in found if event.type == ERASED_TYPE}
+        erased = newly | self._erased(cursor, touched)
+        rows = []
+        for kind, entity, event in found:
+            doc = to_document(event)
+            if (kind, entity) in erased:
+                doc = forget_document(doc)
+            rows.append(
+                (
+                    kind,
+                    entity,
+                    iso(event.occurred_at),
+                    str(event.event_id),
+                    event.type,
+                    orjson.dumps(doc).decode(),
+                )
+            )
         insert_rows(cursor, self.table("events"), _EVENT_COLUMNS, rows, _EVENT_KEY)
+        if newly:
+            self._forget(cursor, newly)
         for kind, ids in touched.items():
             history = self._history(cursor, kind, sorted(ids))
             fold = getattr(self, f"_fold_{kind}")
@@ -157,6 +171,40 @@ class Profiles(Projection):
             folded = [fold(entity_id, docs) for entity_id, docs in history.items()]
             update = [c for c in columns if c not in key]
             insert_rows(cursor, self.table(table), columns, folded, key, update)
+
+    def _erased(self, cursor: Cursor, touched: dict[str, set[str]]) -> set[tuple[str, str]]:
+        """The touched entities an erasure stored before names."""
+        out: set[tuple[str, str]] = set()
+        for kind in ("contact", "lead"):
+            out |= {
+                (kind, entity)
+                for (entity,) in select_in(
+                    cursor,
+                    f"SELECT entity_id FROM {self.table('events')} WHERE kind = %s "
+                    "AND type = %s AND entity_id IN ({ids})",
+                    touched.get(kind, ()),
+                    kind,
+                    ERASED_TYPE,
+                )
+            }
+        return out
+
+    def _forget(self, cursor: Cursor, entities: set[tuple[str, str]]) -> None:
+        """Rewrite the stored events of newly erased entities without their personal fields."""
+        changed: list[tuple[str, str, str, str]] = []
+        for kind in ("contact", "lead"):
+            for entity, event_id, doc in select_in(
+                cursor,
+                f"SELECT entity_id, event_id, doc FROM {self.table('events')} "
+                "WHERE kind = %s AND entity_id IN ({ids})",
+                {e for k, e in entities if k == kind},
+                kind,
+            ):
+                stored = orjson.loads(doc)
+                forgotten = forget_document(stored)
+                if forgotten != stored:
+                    changed.append((orjson.dumps(forgotten).decode(), kind, entity, event_id))
+        update_rows(cursor, self.table("events"), ("doc",), _EVENT_KEY, changed)
 
     def _history(
         self, cursor: Cursor, kind: str, ids: list[str]

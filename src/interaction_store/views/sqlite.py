@@ -82,6 +82,9 @@ class SQLiteViewStore(ViewStore):
                 # A batch writes a few MB; checkpointing the WAL into the file at every commit
                 # (the default, from 4 MB on) rewrote the same index pages again and again.
                 conn.cursor().execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+                # An erased person's forgotten fields are overwritten in the file, not left
+                # in the free space of a page.
+                conn.cursor().execute("PRAGMA secure_delete=ON")
             with conn.transaction(commit=commit) as c:
                 yield _Cursor(c.sqlite_cursor)
 

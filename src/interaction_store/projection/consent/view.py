@@ -12,10 +12,11 @@ from typing import Any
 import orjson
 
 from interaction_store.events import InteractionEvent
-from interaction_store.projection.base import Projection, chunks, iso, placeholders
+from interaction_store.projection.base import Projection, chunks, iso, placeholders, select_in
 from interaction_store.projection.consent.ledger import CONSENT_TYPES, Ledger, facts_of, src_from
 from interaction_store.projection.consent.rules import ConsentRules, RulesFile
 from interaction_store.projection.consent.state import CONTACT_FIELDS, PREFERENCES, UnknownContact
+from interaction_store.projection.erasure import ERASED_TEXT, ERASED_TYPE, ErasedSubjects
 from interaction_store.projection.merges import MERGE_TYPES
 from interaction_store.projection.profiles import Profiles
 from interaction_store.settings import Settings
@@ -25,6 +26,19 @@ _AUDIT_COLUMNS = ("contact_id", "occurred_at", "event_id", "type", "source", "fa
 _AUDIT_KEY = ("contact_id", "event_id")
 _STATE_TABLES = ("contacts", "sources", "lists", "contact_points", "undeliverable")
 MERGES_SUFFIX = "_profiles"
+_ERASED_FACTS = {"email": ERASED_TEXT, "phone": ERASED_TEXT, "contact_point": ERASED_TEXT}
+"""What an erased contact's facts keep of each personal value: a stand-in, so the fold still
+runs (the decision for an erased contact is no, whatever its rows say)."""
+
+
+def forget_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    """An audit row's facts without the person's addresses, numbers and bounce texts."""
+    out = {
+        k: _ERASED_FACTS[k] if k in _ERASED_FACTS and v is not None else v for k, v in facts.items()
+    }
+    if out.get("reason"):
+        out["reason"] = ""  # a bounce's text often quotes the address
+    return out
 
 
 def _dumps(value: Any) -> str:
@@ -56,7 +70,8 @@ class Consent(Projection):
         self.opt_outs = (
             frozenset(opt_outs) if opt_outs is not None else self.rules.opt_outs.enabled()
         )
-        self.types = CONSENT_TYPES | self.opt_outs | MERGE_TYPES
+        self.types = CONSENT_TYPES | self.opt_outs | MERGE_TYPES | {ERASED_TYPE}
+        self.erasures = ErasedSubjects(self.table, follow_visitors=False)
         self.event_types = self.types
         # Each table's column names, in order (its definition up to the key clause).
         self._columns = {
@@ -128,7 +143,7 @@ class Consent(Projection):
             "PRIMARY KEY (contact_id, channel, contact_point, purpose, topic)",
             "undeliverable": f"contact_id TEXT NOT NULL, address TEXT NOT NULL, {src}, "
             "PRIMARY KEY (contact_id, address)",
-        }
+        } | self.erasures.tables
 
     def indexes(self, dialect: str) -> list[str]:
         return [
@@ -142,6 +157,7 @@ class Consent(Projection):
 
     def apply(self, cursor: Cursor, events: Sequence[InteractionEvent]) -> None:
         self.merges.apply(cursor, [e for e in events if e.type in MERGE_TYPES])
+        newly = {sid for kind, sid in self.erasures.record(cursor, events) if kind == "contact"}
         rows = []
         for event in events:
             contact_id = event.subject.contact_id
@@ -161,10 +177,38 @@ class Consent(Projection):
                     "",
                 )
             )
-        if not rows:
-            return
+        contacts = {r[0] for r in rows}
+        erased = newly | {
+            sid for _, sid in self.erasures.among(cursor, [("contact", c) for c in contacts])
+        }
+        if erased:  # an erased contact's facts are never written in clear
+            rows = [
+                (*r[:5], _dumps(forget_facts(orjson.loads(r[5]))), r[6]) if r[0] in erased else r
+                for r in rows
+            ]
         insert_rows(cursor, self.table("audit"), _AUDIT_COLUMNS, rows, _AUDIT_KEY)
-        self._refold(cursor, sorted({r[0] for r in rows}))
+        if newly:
+            contacts |= self._forget(cursor, newly)
+        if contacts:
+            self._refold(cursor, sorted(contacts))
+
+    def _forget(self, cursor: Cursor, contact_ids: set[str]) -> set[str]:
+        """Rewrite newly erased contacts' stored facts without personal values; the contacts
+        that have rows (their state is folded again from them)."""
+        found: set[str] = set()
+        changed: list[tuple[str, str, str]] = []
+        for contact_id, event_id, facts in select_in(
+            cursor,
+            f"SELECT contact_id, event_id, facts FROM {self.table('audit')} "
+            "WHERE contact_id IN ({ids})",
+            contact_ids,
+        ):
+            found.add(contact_id)
+            forgotten = _dumps(forget_facts(orjson.loads(facts)))
+            if forgotten != facts:
+                changed.append((forgotten, contact_id, event_id))
+        update_rows(cursor, self.table("audit"), ("facts",), _AUDIT_KEY, changed)
+        return found
 
     def _refold(self, cursor: Cursor, contact_ids: list[str]) -> None:
         """Fold each contact's audit again, store what each row changed, rewrite its state."""

@@ -13,6 +13,7 @@ import orjson
 
 from interaction_store.events import InteractionEvent
 from interaction_store.projection.base import Projection, chunks, iso, placeholders
+from interaction_store.projection.erasure import ERASURE_TYPES, ErasedSubjects
 from interaction_store.projection.profiles import Profiles
 from interaction_store.projection.timeline.query import (
     ENTRY_COLUMNS,
@@ -50,6 +51,9 @@ _REPORT = (
 )
 _REPORT_KEY = ("subject_kind", "subject_id", "event_id")
 _MessageKey = tuple[str, str, str, str]
+ERASED_PREVIEW = '{"erased":true}'
+"""An erased subject's previews and report details: what was sent or said is forgotten; the
+entry keeps its type, time, status and ids, so it is still counted."""
 
 
 class Timeline(Projection):
@@ -81,7 +85,8 @@ class Timeline(Projection):
         self.settings = settings if settings is not None else TimelineSettings.load()
         s = self.settings
         self._wanted = s.entry_types | s.corrections.keys()
-        self.event_types = frozenset(self._wanted)
+        self.erasures = ErasedSubjects(self.table, follow_visitors=True)
+        self.event_types = frozenset(self._wanted) | ERASURE_TYPES
 
     @property
     def tables(self) -> dict[str, str]:
@@ -100,7 +105,7 @@ class Timeline(Projection):
             "channel TEXT NOT NULL, message_id TEXT NOT NULL, campaign_id TEXT, "
             "journey_id TEXT, status TEXT NOT NULL, detail TEXT NOT NULL, "
             "PRIMARY KEY (subject_kind, subject_id, event_id)",
-        }
+        } | self.erasures.tables
 
     def indexes(self, dialect: str) -> list[str]:
         entries, reports = self.table("entries"), self.table("reports")
@@ -112,7 +117,7 @@ class Timeline(Projection):
         ]
 
     def wants(self, event: InteractionEvent) -> bool:
-        return event.type in self._wanted
+        return event.type in self._wanted or event.type in ERASURE_TYPES
 
     @staticmethod
     def subjects(event: InteractionEvent) -> list[tuple[str, str]]:
@@ -135,7 +140,13 @@ class Timeline(Projection):
         return orjson.dumps(shown).decode()
 
     def apply(self, cursor: Cursor, events: Sequence[InteractionEvent]) -> None:
+        """1. note erasures and visitor links; 2. make entries and reports, an erased
+        subject's without their previews (never written in clear); 3. settle the messages
+        touched; 4. forget what newly erased subjects had."""
         s = self.settings
+        newly_erased = self.erasures.record(cursor, events)
+        subjects = {sub for e in events if e.type in self._wanted for sub in self.subjects(e)}
+        erased = self.erasures.among(cursor, subjects) | newly_erased
         entries: list[tuple[Any, ...]] = []
         reports: list[tuple[Any, ...]] = []
         touched: set[str] = set()  # message ids whose status may have changed
@@ -147,13 +158,13 @@ class Timeline(Projection):
             corr = event.correlation
             head = (str(event.event_id), iso(event.occurred_at), event_type, channel)
             message = (corr.message_id, corr.campaign_id, corr.journey_id)
-            preview = self._preview(event)
+            on = self.subjects(event)
+            preview = ERASED_PREVIEW if erased and erased & set(on) else self._preview(event)
             status = s.corrections.get(event_type)
             if status is not None and corr.message_id is not None:
                 touched.add(corr.message_id)
                 reports += [
-                    (kind, subject_id, *head, *message, status, preview)
-                    for kind, subject_id in self.subjects(event)
+                    (kind, subject_id, *head, *message, status, preview) for kind, subject_id in on
                 ]
                 continue
             if status is not None:
@@ -168,12 +179,28 @@ class Timeline(Projection):
             permission = s.permissions[channel]
             entries += [
                 (kind, subject_id, *head, permission, *message, preview, *state)
-                for kind, subject_id in self.subjects(event)
+                for kind, subject_id in on
             ]
         insert_rows(cursor, self.table("entries"), _ENTRY, entries, _ENTRY_KEY)
         insert_rows(cursor, self.table("reports"), _REPORT, reports, _REPORT_KEY)
+        if newly_erased:
+            self._forget(cursor, sorted(newly_erased))
         if touched:
             self._settle(cursor, sorted(touched))
+
+    def _forget(self, cursor: Cursor, subjects: list[tuple[str, str]]) -> None:
+        """Blank the previews and report details of erased subjects' stored rows (a report's
+        detail becomes its message's status detail, so both go)."""
+        entries, reports = self.table("entries"), self.table("reports")
+        cursor.executemany(
+            f"UPDATE {entries} SET preview = %s, status_detail = CASE WHEN status_detail "
+            "IS NULL THEN NULL ELSE %s END WHERE subject_kind = %s AND subject_id = %s",
+            [(ERASED_PREVIEW, ERASED_PREVIEW, kind, sid) for kind, sid in subjects],
+        )
+        cursor.executemany(
+            f"UPDATE {reports} SET detail = %s WHERE subject_kind = %s AND subject_id = %s",
+            [(ERASED_PREVIEW, kind, sid) for kind, sid in subjects],
+        )
 
     def _settle(self, cursor: Cursor, message_ids: list[str]) -> None:
         """Work out again, from every report and message stored, the status of each message
