@@ -130,6 +130,11 @@ class KafkaLog(EventLog):
                     {s.name: _new_topic(s, replicas) for s in missing},
                     wait_for_metadata=True,
                 )
+            if self.settings.kafka_transactions:
+                # The broker makes its transaction state topic for the first transactional
+                # producer, with every replica it asks for: now, while the nodes are up, and not
+                # at the first publish, which may come with a node down and then cannot start.
+                self._publisher.producer()
             return [s.name for s in missing]
         finally:
             admin.close()
