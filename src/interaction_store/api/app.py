@@ -11,7 +11,16 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interaction_store import __version__
-from interaction_store.api import consent, errors, ingest, ops, positions, scores, timelines
+from interaction_store.api import (
+    consent,
+    errors,
+    export,
+    ingest,
+    ops,
+    positions,
+    scores,
+    timelines,
+)
 from interaction_store.api.metrics import Metrics
 from interaction_store.api.services import Services
 from interaction_store.settings import Settings
@@ -45,7 +54,7 @@ def create_app(
     if role in ("all", "ingest"):
         app.include_router(ingest.router)
     if role in ("all", "read"):
-        for resource in (timelines, consent, scores, positions):
+        for resource in (timelines, consent, scores, export, positions):
             app.include_router(resource.router)
     app.include_router(ops.router)
     app.add_middleware(_Measure, metrics=app.state.services.metrics)

@@ -73,9 +73,15 @@ publisher = _needing(lambda r: r.publish, "may not publish")
 timeline_reader = _needing(lambda r: bool(r.read), "may read no interaction category")
 consent_reader = _needing(lambda r: r.consent, "may not read consent")
 scores_reader = _needing(lambda r: r.scores, "may not read lead scores")
+exporter = _needing(
+    lambda r: r.export,
+    "may not export a contact's data (subject access): give its role `export = true` in the "
+    "access file, or use a key of the privacy or admin role",
+)
 
 
 Publisher = Annotated[Principal, Depends(publisher)]
 TimelineReader = Annotated[Principal, Depends(timeline_reader)]
 ConsentReader = Annotated[Principal, Depends(consent_reader)]
 ScoresReader = Annotated[Principal, Depends(scores_reader)]
+Exporter = Annotated[Principal, Depends(exporter)]
