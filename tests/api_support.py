@@ -18,7 +18,7 @@ from interaction_store.projection.registry import ViewRegistry, build
 from interaction_store.settings import Settings
 from interaction_store.views import open_store
 
-ROLES = ("admin", "marketing", "sales", "service", "publisher")
+ROLES = ("admin", "marketing", "sales", "service", "publisher", "privacy")
 KEYS = {role: f"test-key-for-{role}" for role in ROLES}
 
 

@@ -44,7 +44,7 @@ SINCE = END - timedelta(days=400)
 CONTACTS = 60
 SEED = 11
 SCORING = Settings().projections_dir / "scoring"
-LIVE_KINDS = ("consent", "lead_scores", "profiles", "timeline")
+LIVE_KINDS = ("consent", "lead_scores", "profiles", "subjects", "timeline")
 
 
 # --------------------------------------------------------------------------- helpers
