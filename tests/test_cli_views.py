@@ -607,8 +607,8 @@ def test_bad_input_is_refused_naming_the_value(view_settings: Settings, tmp_path
         ("diff", "lead_scores", "nope"),
     ):
         assert (
-            "no view named 'nope'; the views are: consent, lead_scores, profiles, timeline"
-            in refused(*command)
+            "no view named 'nope'; the views are: "
+            "consent, lead_scores, profiles, subjects, timeline" in refused(*command)
         )
     assert "timeline is not a lead_scores view" in refused("diff", "lead_scores", "timeline")
     assert "'widgets' is not one of 'profiles', 'timeline', 'consent', 'lead_scores'" in refused(
