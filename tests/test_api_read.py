@@ -466,7 +466,13 @@ def test_positions_and_lag_and_no_live_view_yet(embedded_settings: Settings) -> 
         publish(embedded_settings, w.documents())
         project(embedded_settings)
         views = get(http, "/v1/positions")["views"]
-        assert {v["kind"] for v in views} == {"profiles", "timeline", "consent", "lead_scores"}
+        assert {v["kind"] for v in views} == {
+            "profiles",
+            "timeline",
+            "consent",
+            "lead_scores",
+            "subjects",
+        }
         for view in views:
             assert view["lag"] == 0
             applied = {(p["topic"], p["partition"]): p["position"] for p in view["partitions"]}

@@ -44,7 +44,7 @@ SINCE = END - timedelta(days=400)
 CONTACTS = 60
 SEED = 11
 SCORING = Settings().projections_dir / "scoring"
-LIVE_KINDS = ("consent", "lead_scores", "profiles", "timeline")
+LIVE_KINDS = ("consent", "lead_scores", "profiles", "subjects", "timeline")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -607,8 +607,8 @@ def test_bad_input_is_refused_naming_the_value(view_settings: Settings, tmp_path
         ("diff", "lead_scores", "nope"),
     ):
         assert (
-            "no view named 'nope'; the views are: consent, lead_scores, profiles, timeline"
-            in refused(*command)
+            "no view named 'nope'; the views are: "
+            "consent, lead_scores, profiles, subjects, timeline" in refused(*command)
         )
     assert "timeline is not a lead_scores view" in refused("diff", "lead_scores", "timeline")
     assert "'widgets' is not one of 'profiles', 'timeline', 'consent', 'lead_scores'" in refused(

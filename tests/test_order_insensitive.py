@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from interaction_store import demo
 from interaction_store.codec import decode
 from interaction_store.events import InteractionEvent
+from interaction_store.log.base import Position
 from interaction_store.projection import Projection, view_checksum
 from interaction_store.projection.consent import Consent, consent_state
 from interaction_store.projection.registry import KINDS, ViewInfo, build, default_definition
@@ -55,6 +56,9 @@ def merges(events: list[InteractionEvent]) -> list[InteractionEvent]:
 
 EVENTS = DEMO + merges(DEMO)
 CONTACTS = sorted({str(e.subject.contact_id) for e in EVENTS if e.subject.contact_id})
+AT = {e.event_id: Position("log", 0, n) for n, e in enumerate(EVENTS)}
+"""Each event's place in the log, whatever order it is delivered in (the subjects index keeps
+it)."""
 INSTANTS = sorted({e.occurred_at for e in EVENTS if e.type == "contact.merged"})
 
 
@@ -77,7 +81,7 @@ def fold(path: Path, batches: list[list[InteractionEvent]]) -> dict[str, str]:
         for batch in batches:
             with store.transaction() as c:
                 for view in views:
-                    view.apply(c, [e for e in batch if view.wants(e)])
+                    view.apply_records(c, [(AT[e.event_id], e) for e in batch if view.wants(e)])
         sums = {v.instance: view_checksum(store, v) for v in views}
         return sums | {"consent reads": consent_reads(store, views)}
     finally:

@@ -118,7 +118,7 @@ def test_reads_equal_the_functions_under_them(view_settings: Settings, tmp_path:
                 for p, end in log.end_offsets(t.name).items()
             }
         positions = api.positions()
-        assert sorted(positions) == ["consent", "lead_scores", "profiles", "timeline"]
+        assert sorted(positions) == ["consent", "lead_scores", "profiles", "subjects", "timeline"]
         for instance, tracked in positions.items():
             assert tracked == store.tracked(instance, list(ends))
             assert tracked == {tp: end - 1 for tp, end in ends.items() if end > 0}
@@ -190,4 +190,4 @@ def test_sample_says_when_no_lead_is_scored_yet(view_settings: Settings) -> None
     with ReadAPI(view_settings) as api:
         [opened] = api.timeline(contact_id=contact, since=SINCE, now=END).entries
         assert opened.type == "email.opened"
-        assert sum(len(p) for p in api.positions().values()) == 4 * 2  # two topics, four views
+        assert sum(len(p) for p in api.positions().values()) == 5 * 2  # two topics, five views

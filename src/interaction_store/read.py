@@ -94,18 +94,23 @@ class ReadAPI:
             profiles=self.view("profiles").instance,
         )
 
+    def categories(self) -> dict[str, str]:
+        """The read category of each channel (an event type's first part), as the live
+        timeline's settings say; a channel not named has none (every reader sees it)."""
+        try:
+            timeline = self.view("timeline")
+            assert isinstance(timeline, Timeline)
+            return dict(timeline.settings.permissions)
+        except ViewError:  # consent or scores read before any timeline was built
+            return dict(TimelineSettings.load(self.settings.projections_dir).permissions)
+
     def shown(self, permissions: Collection[str] | None) -> Callable[[str], bool] | None:
         """Whether a reader of ``permissions`` may see an event of a type, by the read
         category of its channel in the timeline's settings (None: it may see every type). A
         type of no category (profile, lead and consent events) is shown to every reader."""
         if permissions is None:
             return None
-        try:
-            timeline = self.view("timeline")
-            assert isinstance(timeline, Timeline)
-            categories = timeline.settings.permissions
-        except ViewError:  # consent or scores read before any timeline was built
-            categories = TimelineSettings.load(self.settings.projections_dir).permissions
+        categories = self.categories()
         granted = frozenset(permissions)
         if granted >= set(categories.values()):
             return None

@@ -4,7 +4,8 @@ file (``ISTORE_ACCESS_FILE``, default ``<data_dir>/access.toml``).
 A role lists the interaction categories it may read (the read permissions of the timeline,
 one per marketing entity in the seeds: marketing emails, events, forms, websites, push
 notifications, SMS; plus chats and sales/service activities), whether it may read consent
-state and lead scores, and whether it may publish::
+state and lead scores, whether it may publish, and whether it may export everything about a
+contact (subject access; what it then sees is still limited to its read categories)::
 
     [roles.marketing]
     read = ["marketing_email", "sms", "push_notification", "website", "marketing_form", "event"]
@@ -49,7 +50,9 @@ DEFAULT_ROLES = """\
 # Roles of the HTTP API. `read`: the interaction categories a role's timeline shows (entries
 # of any other category are neither returned nor counted); `consent` / `scores`: may read
 # consent state and decisions / lead scores; `publish`: may POST events; `erase`: may erase a
-# contact (DELETE /v1/contacts/{id}) and read erasure receipts.
+# contact (DELETE /v1/contacts/{id}) and read erasure receipts; `export`: may export everything
+# about a contact (subject access: its events of the `read` categories, and its consent, scores
+# and profile).
 # Categories: marketing_email, sms, push_notification, website, marketing_form, event, chat,
 # activity ("*" for all).
 
@@ -59,6 +62,7 @@ consent = true
 scores = true
 publish = true
 erase = true
+export = true
 
 [roles.marketing]
 read = ["marketing_email", "sms", "push_notification", "website", "marketing_form", "event"]
@@ -84,13 +88,15 @@ consent = false
 scores = false
 publish = true
 
-# The data-protection officer's desk: erasure and its receipts, nothing else.
+# The data-protection officer's desk: erasure and its receipts, subject access (every
+# category, for the export only), nothing else.
 [roles.privacy]
-read = []
+read = ["*"]
 consent = false
 scores = false
 publish = false
 erase = true
+export = true
 
 # Keys: `istore keys create NAME --role ROLE` adds one here and prints the key once.
 """
@@ -108,6 +114,7 @@ class Role:
     scores: bool = False
     publish: bool = False
     erase: bool = False
+    export: bool = False
 
 
 @dataclass(frozen=True)
@@ -204,15 +211,16 @@ def _table(doc: Mapping[str, Any], name: str, source: str) -> list[tuple[str, An
     return list(value.items())
 
 
+_FLAGS = ("consent", "scores", "publish", "erase", "export")
+
+
 def _role(name: str, body: Any, source: str) -> Role:
     where = f"{source}: roles.{name}"
     if not isinstance(body, Mapping):
         raise AccessError(f"{where} must be a table")
-    extra = sorted(set(body) - {"read", "consent", "scores", "publish", "erase"})
+    extra = sorted(set(body) - {"read", *_FLAGS})
     if extra:
-        raise AccessError(
-            f"{where}: unknown field(s) {extra}; expected read, consent, scores, publish, erase"
-        )
+        raise AccessError(f"{where}: unknown field(s) {extra}; expected read, {', '.join(_FLAGS)}")
     read = body.get("read", [])
     if not isinstance(read, list) or not all(isinstance(c, str) for c in read):
         raise AccessError(f"{where}.read={read!r} must be a list of categories")
@@ -227,7 +235,7 @@ def _role(name: str, body: Any, source: str) -> Role:
                 f"{where}.read: unknown category {category!r} (known: {', '.join(CATEGORIES)})"
             )
     flags: dict[str, bool] = {}
-    for flag in ("consent", "scores", "publish", "erase"):
+    for flag in _FLAGS:
         value = body.get(flag, False)
         if not isinstance(value, bool):
             raise AccessError(f"{where}.{flag}={value!r} must be true or false")

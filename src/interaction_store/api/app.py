@@ -15,6 +15,7 @@ from interaction_store.api import (
     consent,
     erasures,
     errors,
+    export,
     ingest,
     ops,
     positions,
@@ -54,7 +55,7 @@ def create_app(
     if role in ("all", "ingest"):
         app.include_router(ingest.router)
     if role in ("all", "read"):
-        for resource in (timelines, consent, scores, positions, erasures):
+        for resource in (timelines, consent, scores, export, positions, erasures):
             app.include_router(resource.router)
     app.include_router(ops.router)
     app.add_middleware(_Measure, metrics=app.state.services.metrics)

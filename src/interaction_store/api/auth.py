@@ -74,6 +74,11 @@ timeline_reader = _needing(lambda r: bool(r.read), "may read no interaction cate
 consent_reader = _needing(lambda r: r.consent, "may not read consent")
 scores_reader = _needing(lambda r: r.scores, "may not read lead scores")
 eraser = _needing(lambda r: r.erase, "may not erase contacts nor read erasure receipts")
+exporter = _needing(
+    lambda r: r.export,
+    "may not export a contact's data (subject access): give its role `export = true` in the "
+    "access file, or use a key of the privacy or admin role",
+)
 
 
 Publisher = Annotated[Principal, Depends(publisher)]
@@ -81,3 +86,4 @@ TimelineReader = Annotated[Principal, Depends(timeline_reader)]
 ConsentReader = Annotated[Principal, Depends(consent_reader)]
 ScoresReader = Annotated[Principal, Depends(scores_reader)]
 Eraser = Annotated[Principal, Depends(eraser)]
+Exporter = Annotated[Principal, Depends(exporter)]

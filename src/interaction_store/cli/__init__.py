@@ -80,6 +80,7 @@ USER_ERRORS = _USER_ERRORS
 from interaction_store.cli import (  # noqa: E402, F401  # imported to register commands
     broker,
     erase,
+    export,
     keys,
     log,
     serve,

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from interaction_store.events import InteractionEvent
+from interaction_store.log.base import Position
 from interaction_store.views.base import Cursor, ViewStore
 
 T = TypeVar("T")
@@ -73,6 +74,13 @@ class Projection(ABC):
     @abstractmethod
     def apply(self, cursor: Cursor, events: Sequence[InteractionEvent]) -> None:
         """Fold a batch into the tables, inside the caller's transaction."""
+
+    def apply_records(
+        self, cursor: Cursor, records: Sequence[tuple[Position, InteractionEvent]]
+    ) -> None:
+        """Fold a batch whose log positions are known (how the runner applies). Only a view
+        that keeps positions (the subjects index) needs them; the others fold the events."""
+        self.apply(cursor, [e for _, e in records])
 
     def drop(self, store: ViewStore) -> None:
         with store.transaction() as c:

@@ -69,6 +69,9 @@ _FOLDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "identity": ("identities", ("anonymous_id", "contact_id", "linked_at"), ("anonymous_id",)),
 }
 
+TABLE_COLUMNS = {table: columns for table, columns, _ in _FOLDS.values()}
+"""Each folded table's columns (the ``events`` table aside)."""
+
 
 class Profiles(Projection):
     """Who is who: the rows the timeline, consent and lead-score views look people up in."""

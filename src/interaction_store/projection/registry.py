@@ -34,6 +34,7 @@ KINDS: dict[str, str] = {
     "timeline": "interaction_store.projection.timeline:Timeline",
     "consent": "interaction_store.projection.consent:Consent",
     "lead_scores": "interaction_store.projection.scoring:LeadScores",
+    "subjects": "interaction_store.projection.subjects:SubjectIndex",
 }
 """Each kind of view and the class that builds it."""
 

@@ -32,7 +32,7 @@ from interaction_store.codec import (
     collector_paused,
 )
 from interaction_store.events import EVENT_TYPES, InteractionEvent
-from interaction_store.log.base import DeadLetter, EventLog, LogRecord
+from interaction_store.log.base import DeadLetter, EventLog, LogRecord, Position
 from interaction_store.projection.base import Projection
 from interaction_store.views.base import Cursor, TrackedPositions, ViewStore
 
@@ -377,7 +377,7 @@ class ProjectionRunner:
                 if one_by_one:
                     dead += self._apply_each(cursor, projection, wanted)
                 else:
-                    projection.apply(cursor, [e for _, e in wanted])
+                    projection.apply_records(cursor, [(r.position, e) for r, e in wanted])
                 applied += len(wanted)
                 for tp, offset in last.items():
                     if offset > done.get(tp, -1):
@@ -398,7 +398,7 @@ class ProjectionRunner:
             error: Exception | None = None
             for _ in range(self.max_attempts):
                 try:
-                    projection.apply(cursor, [event])
+                    projection.apply_records(cursor, [(record.position, event)])
                     error = None
                     break
                 except Exception as exc:
@@ -469,7 +469,9 @@ def retry_dead_letters(store: ViewStore, projections: Sequence[Projection]) -> t
             raw = bytes(c.fetchone()[0])
         try:
             with store.transaction() as c:
-                projection.apply(c, [decode(raw)])
+                topic, partition = str(letter["topic"]), int(str(letter["partition"]))
+                at = Position(topic, partition, int(str(letter["position"])))
+                projection.apply_records(c, [(at, decode(raw))])
                 c.execute(
                     f"UPDATE {DEAD_LETTERS} SET resolved_at = %s "
                     "WHERE view_name = %s AND event_id = %s",
