@@ -156,6 +156,25 @@ class Settings(BaseSettings):
         "first slot number free on the host (a lock file), so concurrent publishers "
         "never share one. Unset: istore-<hostname>",
     )
+    intake_retention_ms: int | None = Field(
+        default=None,
+        ge=60_000,
+        description="Retention of the intake topic (milliseconds; at least a minute), where "
+        "publishers writing straight to Kafka put plaintext events until the store forwards "
+        "them; unset: the catalog's (604800000, 7 days). `istore topics ensure` applies it",
+    )
+    intake_group: str = Field(
+        default="istore-intake",
+        min_length=1,
+        description="Kafka consumer group of the intake processors (workers and `istore "
+        "intake run` share the intake topic's partitions); its committed offsets are the "
+        "intake positions",
+    )
+    worker_intake: bool = Field(
+        default=True,
+        description="Projection workers on Kafka also run the intake processor (a thread); "
+        "false: run `istore intake run` on its own",
+    )
     kafka_home: Path | None = Field(
         default=None, description="Folder of the local broker (istore kafka start)"
     )

@@ -75,6 +75,7 @@ USER_ERRORS = _USER_ERRORS
 # The commands register themselves on ``main`` when imported.
 from interaction_store.cli import (  # noqa: E402, F401  # imported to register commands
     broker,
+    intake,
     keys,
     log,
     serve,
