@@ -482,20 +482,28 @@ def _replication_factor(settings: Settings, brokers: int) -> int:
 
 def _apply_retention(admin: KafkaAdminClient, spec: TopicSpec) -> None:
     """Give an existing topic the catalog's retention (the intake topic's is a setting that
-    may change). Incremental (kafka-python's default on brokers from 2.3): the topic's other
-    configs stay as they are."""
+    may change), and return once the broker shows it (a config change reaches the brokers
+    through the metadata log, a moment later). Incremental, so the topic's other configs stay
+    as they are."""
     resource = ConfigResource(ConfigResourceType.TOPIC, spec.name)
-    described = admin.describe_configs([resource], config_filter="all")
-    entry = described.get("topic", {}).get(spec.name, {}).get("retention.ms") or {}
-    if entry.get("value") == str(spec.retention_ms):
+
+    def current() -> object:
+        described = admin.describe_configs([resource], config_filter="all")
+        return (described.get("topic", {}).get(spec.name, {}).get("retention.ms") or {}).get(
+            "value"
+        )
+
+    wanted = str(spec.retention_ms)
+    if current() == wanted:
         return
-    admin.alter_configs(
-        [
-            ConfigResource(
-                ConfigResourceType.TOPIC, spec.name, {"retention.ms": str(spec.retention_ms)}
-            )
-        ]
-    )
+    change = ConfigResource(ConfigResourceType.TOPIC, spec.name, {"retention.ms": wanted})
+    answer = admin.alter_configs([change], incremental=True)
+    result = answer.get("topic", {}).get(spec.name)
+    if result != "OK":
+        raise LogError(f"cannot set retention.ms={wanted} on topic {spec.name}: {result}")
+    deadline = time.monotonic() + 10
+    while current() != wanted and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _new_topic(spec: TopicSpec, replicas: int) -> dict[str, object]:
