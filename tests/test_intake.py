@@ -4,6 +4,7 @@ the reason and where it was, on a real broker, also across a SIGKILL."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from interaction_store.catalog import CatalogError, StreamCatalog, TopicSpec
 from interaction_store.cli import main
 from interaction_store.intake import IntakeProcessor
 from interaction_store.log import open_log
+from interaction_store.projection.registry import ViewError
 from interaction_store.settings import Settings
 from tests.factories import raw
 from tests.test_log_behaviour import read_all
@@ -314,3 +316,62 @@ def test_any_bytes_and_headers_on_intake_are_dead_lettered(kafka_bootstrap: str)
             check_poisons(s, poisons)
 
     check()
+
+
+# ------------------------------------------------------------------ in the projection worker
+
+
+@pytest.mark.kafka
+def test_the_worker_forwards_intake_records_and_projects_them(kafka_settings: Settings) -> None:
+    from interaction_store.cli.views import ProjectionWorker
+    from interaction_store.read import ReadAPI
+
+    contact = uuid.uuid4()
+    docs = [raw(contact=contact, at=i) for i in range(5)]
+    inject(kafka_settings, [(d, []) for d in docs] + [(b"not json", [])])
+    worker = ProjectionWorker(kafka_settings)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with ReadAPI(kafka_settings) as api, contextlib.suppress(ViewError, LookupError):
+                # (no live view, or no tables, until the worker has set them up)
+                if len(api.timeline(contact_id=contact).entries) == len(docs):
+                    break
+            assert time.monotonic() < deadline, "the worker did not forward and project them"
+            assert thread.is_alive()
+            time.sleep(0.3)
+    finally:
+        worker.stop()
+        thread.join(60)
+    assert not thread.is_alive()
+    (letter,) = dead_letters(kafka_settings)
+    assert letter["istore.source"].startswith("intake:"), letter
+
+
+@pytest.mark.kafka
+def test_istore_run_once_forwards_the_intake_first(kafka_settings: Settings) -> None:
+    from interaction_store.read import ReadAPI
+
+    contact = uuid.uuid4()
+    inject(kafka_settings, [(raw(contact=contact, at=i), []) for i in range(3)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "--backend",
+            "kafka",
+            "--bootstrap-servers",
+            str(kafka_settings.kafka_bootstrap_servers),
+            "--topic-prefix",
+            kafka_settings.topic_prefix,
+            "--data-dir",
+            str(kafka_settings.data_dir),
+            "run",
+            "--once",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "intake: read 3, forwarded 3" in result.output
+    with ReadAPI(kafka_settings) as api:
+        assert len(api.timeline(contact_id=contact).entries) == 3

@@ -105,7 +105,7 @@ class IntakeProcessor:
             )
         self.log = log
         self.topic = intake.name
-        self.group = log.settings.intake_group
+        self.group = log.settings.intake_group_id
         self.batch_size = batch_size
         self.ingest = Ingest(log, batch_size=batch_size, parallel=False)
         self.stats = IntakeStats()

@@ -163,12 +163,13 @@ class Settings(BaseSettings):
         "publishers writing straight to Kafka put plaintext events until the store forwards "
         "them; unset: the catalog's (604800000, 7 days). `istore topics ensure` applies it",
     )
-    intake_group: str = Field(
-        default="istore-intake",
+    intake_group: str | None = Field(
+        default=None,
         min_length=1,
         description="Kafka consumer group of the intake processors (workers and `istore "
         "intake run` share the intake topic's partitions); its committed offsets are the "
-        "intake positions",
+        "intake positions. Unset: <topic_prefix>istore-intake (stores with their own prefix "
+        "on one cluster keep their own group)",
     )
     worker_intake: bool = Field(
         default=True,
@@ -238,6 +239,10 @@ class Settings(BaseSettings):
     def private_data_dir(self) -> Path:
         """The data folder, created or tightened to 0700 (see :func:`private_folder`)."""
         return private_folder(self.data_dir)
+
+    @property
+    def intake_group_id(self) -> str:
+        return self.intake_group or f"{self.topic_prefix}istore-intake"
 
     @property
     def access_path(self) -> Path:
