@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -142,17 +143,27 @@ def test_drift_is_detected(tmp_path: Path) -> None:
     target.write_text(json.dumps(changed))
     (tmp_path / "email.retired.json").write_text("{}")
     (tmp_path / "sms.sent.json").unlink()
+    (tmp_path / "email.bounced.v1.json").unlink()
     assert sorted(p.split("/")[-1] for p in schemas.drift(tmp_path)) == [
-        "email.retired.json: no such event type any more",
+        "email.bounced.v1.json: missing",
+        "email.retired.json: no such event type or version any more",
         "email.sent.json: differs from the models",
         "sms.sent.json: missing",
     ]
 
 
-def test_every_type_has_a_schema_file_and_version() -> None:
+def test_every_type_and_accepted_version_has_a_schema_file() -> None:
     files = {p.name for p in (STREAMS / "schemas").glob("*.json")}
-    assert files == {f"{t}.json" for t in EVENT_TYPES} | {"envelope.json"}
+    assert files == {f"{t}.json" for t in EVENT_TYPES} | {
+        "envelope.json",
+        "email.bounced.v1.json",
+    }
     assert set(CURRENT_VERSIONS) == set(EVENT_TYPES)
+    # The envelope says which file holds which version.
+    versions = json.loads((STREAMS / "schemas" / "envelope.json").read_text())["x-versions"]
+    assert versions["email.bounced"] == {"1": "email.bounced.v1.json", "2": "email.bounced.json"}
+    assert versions["email.sent"] == {"1": "email.sent.json"}
+    assert set(versions) == set(EVENT_TYPES)
 
 
 # ------------------------------------------------------------------ another language's view
@@ -208,6 +219,101 @@ def test_documents_invalid_against_the_schema_are_rejected(document: dict[str, A
     assert not validator("envelope.json").is_valid(document)
     with pytest.raises(EventRejected):
         decode(orjson.dumps(document))
+
+
+def test_a_version_1_bounce_validates_against_its_published_schema() -> None:
+    v1 = doc(type="email.bounced", schema_version=1, payload={"hard": True, "reason": "gone"})
+    validator("email.bounced.v1.json").validate(v1)
+    validator("envelope.json").validate(v1)
+    assert not validator("email.bounced.json").is_valid(v1)  # the current version is 2
+    assert not validator("email.bounced.v1.json").is_valid(doc(type="email.bounced"))
+    broken = doc(type="email.bounced", schema_version=1, payload={"hard": "yes"})
+    assert not validator("envelope.json").is_valid(broken)
+    decode(orjson.dumps(v1))
+    with pytest.raises(EventRejected):
+        decode(orjson.dumps(broken))
+
+
+@pytest.mark.parametrize("payload", [" ", [], 3])
+def test_a_version_1_bounce_whose_payload_is_not_an_object_is_rejected(payload: Any) -> None:
+    exc = rejection(doc(type="email.bounced", schema_version=1, payload=payload))
+    assert [(v.field, v.rule) for v in exc.violations] == [("payload", "dict_type")]
+
+
+def test_preferences_changed_needs_one_preference_in_the_schema_too() -> None:
+    missing = doc(type="consent.preferences_changed")
+    del missing["payload"]
+    assert not validator("consent.preferences_changed.json").is_valid(missing)
+    assert [v.field for v in rejection(missing).violations] == ["payload"]
+    empty = doc(type="consent.preferences_changed", payload={})
+    nulls = doc(type="consent.preferences_changed", payload={"allow_email": None})
+    for document in (empty, nulls):
+        assert not validator("consent.preferences_changed.json").is_valid(document)
+        assert not validator("envelope.json").is_valid(document)
+        with pytest.raises(EventRejected):
+            decode(orjson.dumps(document))
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "9999-12-31T23:59:59-14:00",
+        "0001-01-01T00:00:00+14:00",
+        "1899-12-31T23:59:59Z",
+        "2200-01-01T00:00:00Z",
+        "2199-12-31T23:00:00-01:00",
+    ],
+)
+@pytest.mark.parametrize("field", ["occurred_at", "recorded_at", "payload.starts_at"])
+def test_instants_outside_the_range_are_refused_naming_field_value_and_rule(
+    when: str, field: str
+) -> None:
+    d = doc(
+        type="activity.appointment",
+        payload={"starts_at": "2026-03-01T09:00:00Z", "ends_at": "2026-03-01T10:00:00Z"},
+    )
+    if field == "payload.starts_at":
+        d["payload"]["starts_at"] = when
+    else:
+        d[field] = when
+    exc = rejection(d)
+    hit = [v for v in exc.violations if v.field == field]
+    assert hit and hit[0].rule == "datetime_range" and hit[0].value == when, exc.violations
+    assert "1900-01-01T00:00:00Z" in str(exc) and "2200-01-01T00:00:00Z" in str(exc)
+    assert when in str(exc)
+
+
+@pytest.mark.parametrize("when", [0, 1_700_000_000, 1.5])
+def test_a_number_is_not_an_instant(when: float) -> None:
+    # The schema says a string; pydantic alone would read a number as Unix time.
+    exc = rejection(doc(occurred_at=when))
+    assert [(v.field, v.value, v.rule) for v in exc.violations] == [
+        ("occurred_at", when, "datetime_string")
+    ]
+
+
+@pytest.mark.parametrize(
+    "when", ["1900-01-01T00:00:00Z", "1899-12-31T23:00:00-01:00", "2199-12-31T23:59:59.999999Z"]
+)
+def test_instants_at_the_edges_of_the_range_are_accepted(when: str) -> None:
+    event = decode(orjson.dumps(doc(occurred_at=when)))
+    assert event.occurred_at == datetime.fromisoformat(when)
+    # ...and projected: the views work in UTC.
+    assert event.occurred_at.astimezone(UTC).year in (1900, 2199)
+
+
+def test_the_schema_states_the_range_of_every_instant() -> None:
+    for name in ("envelope.json", "activity.appointment.json", "activity.task.json"):
+        text = (STREAMS / "schemas" / name).read_text()
+        ranges = json.loads(text)
+        assert '"x-utc-range"' in text, name
+    occurred = ranges["properties"]["occurred_at"]
+    assert occurred["x-utc-range"] == {
+        "minimum": "1900-01-01T00:00:00Z",
+        "exclusiveMaximum": "2200-01-01T00:00:00Z",
+    }
+    assert occurred["format"] == "date-time"
+    assert not validator("email.opened.json").is_valid(doc(occurred_at="9999-12-31T23:59:59Z"))
 
 
 def test_nul_characters_are_rejected_naming_the_field() -> None:

@@ -18,6 +18,18 @@ from interaction_store.settings import Settings
 _T = TypeVar("_T")
 
 
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition of a record key: Kafka's Java default partitioner (murmur2 of the key
+    bytes, sign bit cleared, modulo the count), which the store uses when it publishes.
+    Publishers in other languages must do the same (librdkafka's ``murmur2_random``), or one
+    contact's events spread over partitions and lose their order."""
+    # Imported here: only Kafka publishing needs it, and the embedded backend skips the client.
+    from kafka.partitioner.default import murmur2
+
+    hashed: int = murmur2(key)  # kafka-python's is unsigned; the mask is Java's toPositive
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
 class CatalogError(ValueError):
     """The catalog file is inconsistent; the message names the topic and the field."""
 
@@ -111,7 +123,7 @@ class StreamCatalog:
             raise CatalogError(f"{path}: not valid TOML: {exc}") from None
         topics: dict[str, TopicSpec] = {}
         for logical, raw in (data.get("topics") or {}).items():
-            topics[logical] = _topic(logical, raw, settings.topic_prefix, path)
+            topics[logical] = _topic(logical, raw, settings.topic_name_prefix, path)
         for logical, count in settings.partitions.items():
             if logical not in topics:
                 raise CatalogError(f"ISTORE_PARTITIONS names unknown topic {logical!r}")

@@ -122,7 +122,14 @@ def upcaster(event_type: str, from_version: int) -> Callable[[Upcaster], Upcaste
 @upcaster("email.bounced", 1)
 def _bounce_v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     # Version 1 said {"hard": true|false}; version 2 names the kind, which leaves room for more.
-    payload = dict(doc.get("payload") or {})
+    raw = doc.get("payload")
+    if not isinstance(raw, dict):
+        raise EventRejected(
+            _str_or_none(doc.get("event_id")),
+            "email.bounced",
+            [Violation("payload", raw, "dict_type", "the payload must be an object")],
+        )
+    payload = dict(raw)
     hard = payload.pop("hard", None)
     if not isinstance(hard, bool):
         raise EventRejected(

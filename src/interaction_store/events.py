@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import functools
 import operator
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -43,8 +45,57 @@ class _Strict(BaseModel):
 
 
 # RFC 3339 with an offset: the schema's way of saying "timezone-aware" without format checkers.
-AWARE_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|z|[+-]\d\d:\d\d)$"
-Instant = Annotated[AwareDatetime, Field(json_schema_extra={"pattern": AWARE_PATTERN})]
+# ASCII digits only (a regex \d matches other scripts' digits too), fields in their ranges, and
+# the years around the allowed range: what the pattern lets through, the model accepts, but for
+# days a month lacks (format "date-time" says so) and the exact range below (x-utc-range).
+AWARE_PATTERN = (
+    r"^(1899|19[0-9]{2}|2[01][0-9]{2}|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+"""Every instant is in [EARLIEST, LATEST) in UTC: the views convert to UTC, and near years 1
+and 9999 an offset overflows Python's datetime (the event could never be projected)."""
+
+UTC_RANGE = "x-utc-range"
+"""JSON Schema keyword of our own on every instant: JSON Schema cannot compare dates."""
+_RANGE_TEXT = {"minimum": "1900-01-01T00:00:00Z", "exclusiveMaximum": "2200-01-01T00:00:00Z"}
+
+
+def _in_range(value: datetime) -> datetime:
+    # The year first: comparing an instant near year 1 or 9999 with an offset overflows.
+    if EARLIEST.year - 1 <= value.year <= LATEST.year and EARLIEST <= value < LATEST:
+        return value
+    raise PydanticCustomError(
+        "datetime_range",
+        "must be from {minimum} up to (not including) {exclusiveMaximum}, in UTC",
+        _RANGE_TEXT,
+    )
+
+
+def _text_or_datetime(value: Any) -> Any:
+    # pydantic reads a number as Unix time; the published schema says a string, so refuse it.
+    if isinstance(value, int | float):
+        raise PydanticCustomError(
+            "datetime_string", "must be an RFC 3339 string with an offset, not a number"
+        )
+    return value
+
+
+Instant = Annotated[
+    AwareDatetime,
+    BeforeValidator(_text_or_datetime),
+    AfterValidator(_in_range),
+    Field(
+        json_schema_extra={
+            "pattern": AWARE_PATTERN,
+            UTC_RANGE: _RANGE_TEXT,
+            "$comment": "In UTC from 1900-01-01T00:00:00Z up to (not including) "
+            "2200-01-01T00:00:00Z (x-utc-range): JSON Schema cannot compare instants",
+        }
+    ),
+]
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=2000)]
 Url = Annotated[str, Field(min_length=1, max_length=4000, pattern=r"^[a-zA-Z][a-zA-Z0-9+.-]*:")]
@@ -119,6 +170,13 @@ class EmailBounced(_Strict):
     """Version 2: ``bounce_type`` replaced version 1's boolean ``hard``."""
 
     bounce_type: BounceType
+    reason: str = Field(default="", max_length=2000)
+
+
+class EmailBouncedV1(_Strict):
+    """Version 1, still accepted: upcast on read to version 2 (``hard`` -> ``bounce_type``)."""
+
+    hard: bool
     reason: str = Field(default="", max_length=2000)
 
 
@@ -235,6 +293,9 @@ class PhoneCall(_Strict):
 
 
 class Appointment(_Strict):
+    # Said in the schema with a keyword of our own: JSON Schema cannot compare two fields.
+    model_config = ConfigDict(json_schema_extra={"x-not-before": {"ends_at": "starts_at"}})
+
     subject: str = Field(default="", max_length=500)
     starts_at: Instant
     ends_at: Instant
@@ -311,6 +372,16 @@ class ContactsMerged(_Strict):
 
 class PreferencesChanged(_Strict):
     """Only the preferences present change; absent ones keep their value."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            # What the validator below enforces, said in the schema for other languages.
+            "anyOf": [
+                {"required": [k], "properties": {k: {"type": "boolean"}}}
+                for k in ("allow_bulk_email", "allow_email", "allow_prefill", "track_email")
+            ]
+        }
+    )
 
     allow_bulk_email: bool | None = None
     allow_email: bool | None = None
@@ -420,6 +491,13 @@ _TYPES: dict[str, tuple[type[BaseModel], int, str]] = {
 }
 
 
+_PAST: dict[tuple[str, int], type[BaseModel]] = {
+    # (type name, older schema_version): its payload model. Still accepted (the codec upcasts
+    # it), so it keeps a published schema, <type>.v<N>.json.
+    ("email.bounced", 1): EmailBouncedV1,
+}
+
+
 class InteractionEvent(_Strict):
     """The envelope every event shares; subclasses fix ``type`` and type the payload."""
 
@@ -455,16 +533,23 @@ def _class_name(type_name: str) -> str:
 
 
 def _make(
-    type_name: str, payload: type[BaseModel], version: int, doc: str
+    type_name: str, payload: type[BaseModel], version: int, doc: str, current: bool = True
 ) -> type[InteractionEvent]:
     payload_optional = all(not f.is_required() for f in payload.model_fields.values())
+    if payload_optional:
+        try:
+            payload()  # an empty payload that its own rules refuse (preferences) is required
+        except ValueError:
+            payload_optional = False
+    what = "Current version of this type" if current else "An older version, upcast on read"
     fields: dict[str, Any] = {
         "type": (Literal[type_name], ...),
-        "schema_version": (Literal[version], Field(description="Current version of this type")),
+        "schema_version": (Literal[version], Field(description=what)),
         "payload": (payload, Field(default_factory=payload) if payload_optional else ...),
     }
+    name = _class_name(type_name) + ("" if current else f"V{version}")
     model: type[InteractionEvent] = create_model(
-        _class_name(type_name), __base__=InteractionEvent, __doc__=doc, **fields
+        name, __base__=InteractionEvent, __doc__=doc, **fields
     )
     return model
 
@@ -475,6 +560,13 @@ EVENT_TYPES: dict[str, type[InteractionEvent]] = {
 """Every known event type, by name."""
 
 CURRENT_VERSIONS: dict[str, int] = {name: v for name, (_, v, _) in _TYPES.items()}
+
+PAST_VERSIONS: dict[tuple[str, int], type[InteractionEvent]] = {
+    (name, version): _make(name, payload, version, _TYPES[name][2], current=False)
+    for (name, version), payload in _PAST.items()
+}
+"""Older versions the store still accepts, by (type, version): for their schemas only;
+decoding upcasts them to the current model."""
 
 # A | B | ... over the registry: built at run time, so typed as Any for the checker.
 _UNION: Any = functools.reduce(operator.or_, EVENT_TYPES.values())

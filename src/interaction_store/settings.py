@@ -15,6 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
+TOPIC_CHARS = r"^[A-Za-z0-9._-]*$"
+"""What Kafka allows in a topic name, so a bad prefix fails at start, naming the setting."""
+
+_SEPARATORS = (".", "_", "-")
+
 
 def _data_folder(name: str) -> Path:
     """``streams/`` or ``projections/``: the checkout's copy when run from source, else the
@@ -114,7 +119,17 @@ class Settings(BaseSettings):
     streams_dir: Path = Field(default_factory=lambda: _data_folder("streams"))
     projections_dir: Path = Field(default_factory=lambda: _data_folder("projections"))
     topic_prefix: str = Field(
-        default="", description="Prepended to every topic name (isolates tenants or tests)"
+        default="",
+        pattern=TOPIC_CHARS,
+        description="Prepended to every topic name (isolates tenants or tests), followed by "
+        "topic_separator unless it already ends in '.', '_' or '-': 'acme' gives "
+        "'acme.istore.interactions.v1'",
+    )
+    topic_separator: str = Field(
+        default=".",
+        pattern=TOPIC_CHARS,
+        description="Between topic_prefix and the catalog's topic names; '' keeps the names "
+        "of deployments that set a prefix without one before it was added",
     )
     partitions: dict[str, int] = Field(
         default_factory=dict,
@@ -241,8 +256,16 @@ class Settings(BaseSettings):
         return private_folder(self.data_dir)
 
     @property
+    def topic_name_prefix(self) -> str:
+        """What goes before every catalog topic name: the prefix and, unless the prefix ends
+        in one already, the separator (``acme`` -> ``acme.``; ``acme.`` stays ``acme.``)."""
+        if not self.topic_prefix or self.topic_prefix.endswith(_SEPARATORS):
+            return self.topic_prefix
+        return self.topic_prefix + self.topic_separator
+
+    @property
     def intake_group_id(self) -> str:
-        return self.intake_group or f"{self.topic_prefix}istore-intake"
+        return self.intake_group or f"{self.topic_name_prefix}istore-intake"
 
     @property
     def access_path(self) -> Path:

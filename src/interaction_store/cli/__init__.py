@@ -43,7 +43,11 @@ def _settings(ctx: click.Context) -> Settings:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Folder of catalog.toml and schemas/ [env ISTORE_STREAMS_DIR]",
 )
-@click.option("--topic-prefix", help="Prefix of every topic name [env ISTORE_TOPIC_PREFIX]")
+@click.option(
+    "--topic-prefix",
+    help="Prefix of every topic name, joined with '.' ('acme' gives acme.istore.interactions.v1; "
+    "ISTORE_TOPIC_SEPARATOR changes it) [env ISTORE_TOPIC_PREFIX]",
+)
 @click.option(
     "--projections-dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),

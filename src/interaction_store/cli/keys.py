@@ -69,7 +69,8 @@ def list_keys(ctx: click.Context) -> None:
 @click.argument("name")
 @click.pass_context
 def revoke(ctx: click.Context, name: str) -> None:
-    """Remove the key NAME (running services pick it up on restart)."""
+    """Remove the key NAME. No restart needed: running services read the access file again
+    when it changes, and refuse the key within about a second."""
     path = settings_of(ctx).access_path
     try:
         revoke_key(path, name)

@@ -21,9 +21,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
-from kafka.partitioner.default import murmur2
 
-from interaction_store.catalog import StreamCatalog, TopicSpec
+from interaction_store.catalog import StreamCatalog, TopicSpec, partition_of
 from interaction_store.codec import EncodedEvent
 from interaction_store.log.base import TYPE_HEADER as TYPE_HEADER  # where it was defined before
 from interaction_store.log.base import (
@@ -56,7 +55,7 @@ class KafkaLog(EventLog):
         """A consumer is not for several threads at once, and the API's threads share this
         one (end offsets for tokens and lag, reads)."""
         cluster = hashlib.sha256(
-            f"{settings.kafka_bootstrap_servers}|{settings.topic_prefix}".encode()
+            f"{settings.kafka_bootstrap_servers}|{settings.topic_name_prefix}".encode()
         ).hexdigest()[:12]
         index = settings.private_data_dir() / f"kafka-event-ids-{cluster}.sqlite"
         self.index = EventIdIndex(str(private_file(index)))
@@ -171,7 +170,7 @@ class KafkaLog(EventLog):
             if count is None:
                 count = self._publisher.partitions_for(topic)
                 self._partition_counts[topic] = count
-            cached = (murmur2(key) & 0x7FFFFFFF) % count
+            cached = partition_of(key, count)
             if len(self._partitions) > 1_000_000:  # bound the memory: start again
                 self._partitions.clear()
             self._partitions[(topic, key)] = cached
