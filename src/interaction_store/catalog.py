@@ -60,15 +60,24 @@ class StreamCatalog:
 
     topics: dict[str, TopicSpec]
     dead_letter_logical: str
+    intake_logical: str | None = None
 
     @property
     def dead_letter(self) -> TopicSpec:
         return self.topics[self.dead_letter_logical]
 
     @property
+    def intake(self) -> TopicSpec | None:
+        """The topic publishers that write straight to Kafka write to (unvalidated input that
+        the intake processor forwards), if the catalog has one."""
+        return None if self.intake_logical is None else self.topics[self.intake_logical]
+
+    @property
     def event_topics(self) -> list[TopicSpec]:
-        """The topics that carry events (all but the dead-letter topic)."""
-        return [t for t in self.topics.values() if t.logical != self.dead_letter_logical]
+        """The topics that carry the store's events: all but the dead-letter and intake
+        topics (intake records are nobody's events until the store has forwarded them)."""
+        skip = (self.dead_letter_logical, self.intake_logical)
+        return [t for t in self.topics.values() if t.logical not in skip]
 
     @cached_property
     def _routes(self) -> dict[str, TopicSpec]:
@@ -124,12 +133,40 @@ class StreamCatalog:
         dead = data.get("dead_letter_topic")
         if dead not in topics:
             raise CatalogError(f"{path}: dead_letter_topic={dead!r} is not one of the topics")
+        intake = data.get("intake_topic")
+        if intake is not None:
+            if intake not in topics or intake == dead:
+                raise CatalogError(
+                    f"{path}: intake_topic={intake!r} is not one of the topics (or is the "
+                    "dead-letter topic)"
+                )
+            topics[intake] = _intake(topics[intake], settings, path)
         names = [t.name for t in topics.values()]
         if len(set(names)) != len(names):
             raise CatalogError(f"{path}: topic names must be unique, got {names}")
-        catalog = cls(topics=topics, dead_letter_logical=dead)
+        catalog = cls(topics=topics, dead_letter_logical=dead, intake_logical=intake)
         _ = catalog._routes  # every event type must route somewhere: fail at load, not later
         return catalog
+
+
+def _intake(spec: TopicSpec, settings: Settings, path: Path) -> TopicSpec:
+    """The intake topic with the retention of the settings: it holds personal data in the
+    clear (publishers cannot seal it), so it must not keep it for long, nor carry events
+    that route to it."""
+    if settings.intake_retention_ms is not None:
+        spec = replace(spec, retention_ms=settings.intake_retention_ms)
+    if spec.retention_ms <= 0:
+        raise CatalogError(
+            f"{path}: topics.{spec.logical}.retention_ms={spec.retention_ms}: the intake topic "
+            "holds plaintext personal data and needs a finite retention (e.g. 604800000, "
+            "7 days; or set ISTORE_INTAKE_RETENTION_MS)"
+        )
+    if spec.event_types:
+        raise CatalogError(
+            f"{path}: topics.{spec.logical}.event_types={list(spec.event_types)}: no event "
+            "type routes to the intake topic; leave it empty"
+        )
+    return spec
 
 
 def _topic(logical: str, raw: dict[str, object], prefix: str, path: Path) -> TopicSpec:

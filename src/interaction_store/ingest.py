@@ -77,6 +77,15 @@ class Validated:
     checked: Sequence[EncodedEvent | EventRejected]
     source: str
     line_numbers: Sequence[int] | None = None
+    origins: Sequence[str] | None = None
+    """Where each document came from, whole (``intake:3@17``), instead of ``source:line``."""
+
+    def origin(self, i: int) -> str:
+        """Where document ``i`` came from, as its dead letter says."""
+        if self.origins is not None:
+            return self.origins[i]
+        line = self.line_numbers[i] if self.line_numbers is not None else i + 1
+        return f"{self.source}:{line}"
 
 
 def _utc_now() -> datetime:
@@ -153,8 +162,7 @@ class Ingest:
                 doc = batch.docs[i]
                 if len(doc) > self.max_event_bytes:
                     doc = doc[:KEEP_OF_OVERSIZED]
-                line = batch.line_numbers[i] if batch.line_numbers is not None else i + 1
-                letter = DeadLetter(doc, str(item), f"{batch.source}:{line}", item.to_dict())
+                letter = DeadLetter(doc, str(item), batch.origin(i), item.to_dict())
                 letters.append((b, i, letter, item))
         outcomes: list[list[Outcome | None]] = [[None] * len(batch.docs) for batch in batches]
         conflicts: list[tuple[int, int, Position, DeadLetter]] = []
@@ -289,7 +297,6 @@ def _conflict_letter(
 ) -> DeadLetter:
     """The dead letter of an event whose id is stored with other content: the refused
     document, and both digests so the sender can see which copy is which."""
-    line = batch.line_numbers[i] if batch.line_numbers is not None else i + 1
     reason = (
         f"event {result.event_id} ({record.type}) conflicts with the stored copy at "
         f"{result.position}: same event_id, different content (digest "
@@ -304,7 +311,7 @@ def _conflict_letter(
         "stored_digest": result.stored_digest.hex(),
         "sent_digest": record.digest.hex(),
     }
-    return DeadLetter(batch.docs[i], reason, f"{batch.source}:{line}", details)
+    return DeadLetter(batch.docs[i], reason, batch.origin(i), details)
 
 
 def validate_batch(

@@ -171,6 +171,26 @@ class Settings(BaseSettings):
         "first slot number free on the host (a lock file), so concurrent publishers "
         "never share one. Unset: istore-<hostname>",
     )
+    intake_retention_ms: int | None = Field(
+        default=None,
+        ge=60_000,
+        description="Retention of the intake topic (milliseconds; at least a minute), where "
+        "publishers writing straight to Kafka put plaintext events until the store forwards "
+        "them; unset: the catalog's (604800000, 7 days). `istore topics ensure` applies it",
+    )
+    intake_group: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Kafka consumer group of the intake processors (workers and `istore "
+        "intake run` share the intake topic's partitions); its committed offsets are the "
+        "intake positions. Unset: <topic_prefix>istore-intake (stores with their own prefix "
+        "on one cluster keep their own group)",
+    )
+    worker_intake: bool = Field(
+        default=True,
+        description="Projection workers on Kafka also run the intake processor (a thread); "
+        "false: run `istore intake run` on its own",
+    )
     kafka_home: Path | None = Field(
         default=None, description="Folder of the local broker (istore kafka start)"
     )
@@ -242,6 +262,10 @@ class Settings(BaseSettings):
         if not self.topic_prefix or self.topic_prefix.endswith(_SEPARATORS):
             return self.topic_prefix
         return self.topic_prefix + self.topic_separator
+
+    @property
+    def intake_group_id(self) -> str:
+        return self.intake_group or f"{self.topic_name_prefix}istore-intake"
 
     @property
     def access_path(self) -> Path:

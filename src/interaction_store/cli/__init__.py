@@ -81,6 +81,7 @@ from interaction_store.cli import (  # noqa: E402, F401  # imported to register 
     broker,
     erase,
     export,
+    intake,
     keys,
     log,
     serve,

@@ -17,6 +17,8 @@ import click
 from tqdm import tqdm
 
 from interaction_store.cli import USER_ERRORS, fail, main, settings_of
+from interaction_store.intake import IntakeError, IntakeThread
+from interaction_store.intake import drain as drain_intake
 from interaction_store.log import open_log
 from interaction_store.log.base import EventLog
 from interaction_store.projection import ProjectionRunner, RunStats
@@ -37,7 +39,7 @@ from interaction_store.projection.scoring.files import read_models
 from interaction_store.settings import Settings
 from interaction_store.views import ViewStore, open_store
 
-ERRORS: tuple[type[Exception], ...] = (*USER_ERRORS, ViewError)
+ERRORS: tuple[type[Exception], ...] = (*USER_ERRORS, ViewError, IntakeError)
 
 
 def _after_batch(runner: ProjectionRunner, log: Any, store: Any) -> int:
@@ -84,16 +86,31 @@ class ProjectionWorker:
            promoted view catches up on what the demoted one applied meanwhile."""
         settings = self.settings
         stats = RunStats()
-        with open_log(settings) as log, open_store(settings) as store:
-            registry = ViewRegistry(store)
-            registry.ensure_defaults(settings)
-            while not self.stopping:
-                infos = registry.live_views()
-                watch = LiveSet(registry, infos)
-                stats = self._run_views(log, store, infos, stats, once, group, watch.moved)
-                if not watch.changed:
-                    break
-                click.echo("the live views changed (istore views promote or drop)", err=True)
+        # On Kafka the worker also forwards the intake topic: with ``once`` what is there
+        # now, before projecting; else in a thread for as long as it runs.
+        if once:
+            drained = drain_intake(settings)
+            if drained is not None:
+                click.echo(drained.summary(), err=True)
+        intake = None if once else IntakeThread.start_for(settings)
+        try:
+            with open_log(settings) as log, open_store(settings) as store:
+                registry = ViewRegistry(store)
+                registry.ensure_defaults(settings)
+                while not self.stopping:
+                    infos = registry.live_views()
+                    watch = LiveSet(registry, infos)
+                    stats = self._run_views(
+                        log, store, infos, stats, once, group, watch.moved, intake
+                    )
+                    if not watch.changed:
+                        break
+                    click.echo("the live views changed (istore views promote or drop)", err=True)
+        finally:
+            if intake is not None:
+                intake.stop()
+        if intake is not None and intake.failure is not None:
+            raise IntakeError(f"the intake processor failed: {intake.failure}")
         return stats
 
     def _run_views(
@@ -105,6 +122,7 @@ class ProjectionWorker:
         once: bool,
         group: str | None,
         moved: Callable[[bool], bool],
+        intake: IntakeThread | None = None,
     ) -> RunStats:
         """Run these views (adding to ``stats``) until stopped, caught up (``once``) or the
         live set moved."""
@@ -124,6 +142,8 @@ class ProjectionWorker:
 
         def on_batch(stats: RunStats) -> None:
             published[0] += _after_batch(runner, log, store)
+            if intake is not None and intake.failure is not None:
+                self.stop()  # run() reports it
             if self.stopping:
                 runner.stop()  # a stop that came before the run began
             if time.monotonic() - last[0] >= 5:

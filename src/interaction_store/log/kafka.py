@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 
@@ -122,6 +122,9 @@ class KafkaLog(EventLog):
                     + ". Change the catalog (or ISTORE_PARTITIONS) to match, or recreate the "
                     "topic: repartitioning would break per-contact ordering."
                 )
+            intake = self.catalog.intake
+            if intake is not None and intake.name in existing:
+                _apply_retention(admin, intake)
             missing = [s for s in self.catalog.topics.values() if s.name not in existing]
             if missing:
                 brokers = len(admin.describe_cluster().get("brokers") or [])
@@ -387,10 +390,17 @@ class KafkaLog(EventLog):
         batch_size: int = 1000,
         poll_timeout: float = 0.2,
         until: Callable[[], bool] = lambda: False,
+        commit_sync: bool = False,
+        once: bool = False,
     ) -> Iterator[list[LogRecord]]:
         """Batches as a member of a consumer group. On each assignment ``on_assigned`` may
         return the positions to resume from (those tracked with the views); committed group
-        offsets are only a convenience, written after each batch is handed over."""
+        offsets are only a convenience, written after each batch is handed over.
+
+        ``commit_sync``: the committed offsets are the positions (the intake processor's):
+        written, and confirmed, when the caller asks for the next batch, so a batch is
+        committed only once the caller is done with it. ``once``: stop when the partitions
+        assigned have nothing more to read."""
         names = list(topics) if topics is not None else [t.name for t in self.catalog.event_topics]
         consumer = KafkaConsumer(
             **self.config,
@@ -424,13 +434,21 @@ class KafkaLog(EventLog):
                 consumer.topics()  # forces a metadata refresh
                 time.sleep(0.2)
             consumer.subscribe(names, listener=Listener())
+            # With ``once``, a member that the group leaves without partitions (others hold
+            # them all) has nothing to read: it stops after a while instead of waiting.
+            give_up = time.monotonic() + 15
             while not until():
                 polled = consumer.poll(timeout_ms=int(poll_timeout * 1000), max_records=batch_size)
                 batch = [_record(r) for records in polled.values() for r in records]
                 if not batch:
                     self._note_reached(consumer)
+                    idle = not consumer.assignment() and time.monotonic() > give_up
+                    if once and (idle or _caught_up(consumer)):
+                        return
                 yield batch
-                if batch:
+                if batch and commit_sync:
+                    consumer.commit()
+                elif batch:
                     consumer.commit_async()
         finally:
             consumer.close()
@@ -441,6 +459,15 @@ class KafkaLog(EventLog):
             self._reader.close()
             self._reader = None
         self.index.close()
+
+
+def _caught_up(consumer: KafkaConsumer) -> bool:
+    """Whether the consumer was assigned partitions and has read each to its end."""
+    assigned = list(consumer.assignment())
+    if not assigned:
+        return False  # not yet joined, or nothing assigned (then the caller's bound ends it)
+    ends: dict[TopicPartition, int] = consumer.end_offsets(assigned)
+    return all(consumer.position(tp) >= ends.get(tp, 0) for tp in assigned)
 
 
 def _replication_factor(settings: Settings, brokers: int) -> int:
@@ -455,6 +482,32 @@ def _replication_factor(settings: Settings, brokers: int) -> int:
             "or unset it to use min(3, brokers)"
         )
     return wanted
+
+
+def _apply_retention(admin: KafkaAdminClient, spec: TopicSpec) -> None:
+    """Give an existing topic the catalog's retention (the intake topic's is a setting that
+    may change), and return once the broker shows it (a config change reaches the brokers
+    through the metadata log, a moment later). Incremental, so the topic's other configs stay
+    as they are."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, spec.name)
+
+    def current() -> object:
+        described = admin.describe_configs([resource], config_filter="all")
+        return (described.get("topic", {}).get(spec.name, {}).get("retention.ms") or {}).get(
+            "value"
+        )
+
+    wanted = str(spec.retention_ms)
+    if current() == wanted:
+        return
+    change = ConfigResource(ConfigResourceType.TOPIC, spec.name, {"retention.ms": wanted})
+    answer = admin.alter_configs([change], incremental=True)
+    result = answer.get("topic", {}).get(spec.name)
+    if result != "OK":
+        raise LogError(f"cannot set retention.ms={wanted} on topic {spec.name}: {result}")
+    deadline = time.monotonic() + 10
+    while current() != wanted and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _new_topic(spec: TopicSpec, replicas: int) -> dict[str, object]:
