@@ -138,9 +138,31 @@ class Publisher:
             self._slot = TransactionalIdSlot(SLOTS, default_stem(self.settings))
         return self._slot.transactional_id
 
+    INIT_ATTEMPT_S = 10.0
+    """How long one producer may take to start its transactions before a fresh one is tried:
+    kafka-python keeps asking a transaction coordinator that died rather than looking up the
+    new one (seen with a node of three killed: no answer in 110 s, where a fresh producer
+    finds the new coordinator once the broker's session timeout, 9 s, has passed)."""
+
     def producer(self, seconds: float | None = None) -> _Producer:
         """The producer, made (and its transactions initialised) within ``seconds``."""
         seconds = self.timeout if seconds is None else seconds
+        deadline = time.monotonic() + seconds
+        while True:
+            left = max(0.001, deadline - time.monotonic())
+            attempt = min(left, self.INIT_ATTEMPT_S) if self.transactional else left
+            try:
+                producer = self._make(attempt)
+            except LogError:
+                if time.monotonic() + 0.5 >= deadline:
+                    raise
+                time.sleep(0.5)
+                continue
+            # Sends then wait for metadata or buffer space as long as the whole bound allows.
+            producer.config["max_block_ms"] = max(1, int(seconds * 1000))
+            return producer
+
+    def _make(self, seconds: float) -> _Producer:
         if self._producer is None:
             request_ms = max(1000, min(30_000, int(self.timeout * 1000)))
             try:
@@ -171,7 +193,6 @@ class Publisher:
             except KafkaError as exc:
                 self._discard()
                 raise self._failed(self._unreachable(exc)) from exc
-        self._producer.config["max_block_ms"] = max(1, int(seconds * 1000))
         return self._producer
 
     def _unreachable(self, exc: Exception) -> LogError:
