@@ -22,7 +22,6 @@ import orjson
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from kafka import KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from pydantic import ValidationError
@@ -35,7 +34,7 @@ from interaction_store.projection.registry import ViewError
 from interaction_store.settings import Settings
 from tests.factories import raw
 from tests.test_log_behaviour import read_all
-from tests.test_poison_records import NAMED_POISONS, Header
+from tests.test_poison_records import NAMED_POISONS, POISONS, Header
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -292,27 +291,7 @@ def test_any_bytes_and_headers_on_intake_are_dead_lettered(kafka_bootstrap: str)
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         database=None,
     )
-    @given(
-        st.lists(
-            st.tuples(
-                st.one_of(
-                    st.binary(max_size=200),
-                    st.none(),
-                    st.builds(lambda b: b'{"type":"email.opened",' + b, st.binary(max_size=60)),
-                ),
-                st.lists(
-                    st.tuples(
-                        st.sampled_from(["istore.type", "istore.reason", "x"])
-                        | st.text(max_size=8),
-                        st.none() | st.binary(max_size=20) | st.sampled_from([b"email.opened"]),
-                    ),
-                    max_size=3,
-                ),
-            ),
-            min_size=1,
-            max_size=10,
-        )
-    )
+    @given(POISONS)
     def check(poisons: list[tuple[bytes | None, list[Header]]]) -> None:
         with fresh(kafka_bootstrap) as s:
             check_poisons(s, poisons)

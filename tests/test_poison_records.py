@@ -59,6 +59,28 @@ NAMED_POISONS: dict[str, tuple[bytes | None, list[Header]]] = {
 }
 
 
+POISONS = st.lists(
+    st.tuples(
+        st.one_of(
+            st.binary(max_size=200),
+            st.none(),
+            st.builds(lambda b: b'{"type":"email.opened",' + b, st.binary(max_size=60)),
+        ),
+        st.lists(
+            st.tuples(
+                st.sampled_from(["istore.type", "istore.reason", "x"]) | st.text(max_size=8),
+                st.none() | st.binary(max_size=20) | st.sampled_from([b"email.opened"]),
+            ),
+            max_size=3,
+        ),
+    ),
+    min_size=1,
+    max_size=12,
+)
+"""Records another publisher may put on a topic: any bytes, a tombstone, a truncated event, and
+any headers, among them a type header that may lie."""
+
+
 class PoisonRecords(ABC):
     """The contract; subclasses give a log and a way to put raw records on its topics."""
 
@@ -130,27 +152,7 @@ class PoisonRecords(ABC):
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
             database=None,
         )
-        @given(
-            st.lists(
-                st.tuples(
-                    st.one_of(
-                        st.binary(max_size=200),
-                        st.none(),
-                        st.builds(lambda b: b'{"type":"email.opened",' + b, st.binary(max_size=60)),
-                    ),
-                    st.lists(
-                        st.tuples(
-                            st.sampled_from(["istore.type", "istore.reason", "x"])
-                            | st.text(max_size=8),
-                            st.none() | st.binary(max_size=20) | st.sampled_from([b"email.opened"]),
-                        ),
-                        max_size=3,
-                    ),
-                ),
-                min_size=1,
-                max_size=12,
-            )
-        )
+        @given(POISONS)
         def check(poisons: list[tuple[bytes | None, list[Header]]]) -> None:
             if not self.supports_tombstones:
                 poisons = [(b"null" if v is None else v, h) for v, h in poisons]
