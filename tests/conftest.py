@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import signal
 import uuid
 from collections.abc import Iterator
@@ -12,6 +13,20 @@ from pydantic import SecretStr
 
 from interaction_store.settings import Settings
 from tests.kafka_broker import kafka_bootstrap_servers
+
+TEST_MASTER_KEY = base64.b64encode(bytes(range(32))).decode()
+"""The master key of the tests' stores on Kafka and PostgreSQL, where a deployment must set one
+(the embedded default makes its own; tests of that leave this out)."""
+
+
+@pytest.fixture(autouse=True)
+def _master_key(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ISTORE_MASTER_KEY for every test and the processes it starts, as a deployment sets it;
+    a test marked ``embedded_master_key`` runs without, to see the embedded default."""
+    if request.node.get_closest_marker("embedded_master_key") is None:
+        monkeypatch.setenv("ISTORE_MASTER_KEY", TEST_MASTER_KEY)
+    else:
+        monkeypatch.delenv("ISTORE_MASTER_KEY", raising=False)
 
 
 @pytest.fixture(scope="session")

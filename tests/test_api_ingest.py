@@ -14,7 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from interaction_store.api import consistency
 from interaction_store.log import open_log
-from interaction_store.log.base import Position
+from interaction_store.log.base import LogRecord, Position
+from interaction_store.privacy import open_key_store
+from interaction_store.privacy.sealing import letter_original
 from interaction_store.settings import Settings
 from tests.api_support import ROLES, auth, client
 from tests.factories import doc, raw
@@ -47,6 +49,12 @@ def stored(settings: Settings) -> tuple[dict[str, Position], list[Any]]:
             for r in read_all(log, t.name)
         }
         return events, read_all(log, log.catalog.dead_letter.name)
+
+
+def original(settings: Settings, letter: LogRecord) -> bytes | None:
+    """A dead letter's document as sent (sealed under its subject's key when it names one)."""
+    with open_key_store(settings) as keys:
+        return letter_original(keys, letter)
 
 
 def ingested(c: TestClient) -> dict[str, float]:
@@ -109,8 +117,8 @@ class IngestBehaviour:
             for g, i in zip(good, (0, 2, 5), strict=True)
         }
         assert [d.position for d in dead] == [position(events[i]["dead_letter"]) for i in (1, 3)]
-        assert orjson.loads(dead[0].value) == naive
-        assert dead[1].value == b"5"
+        assert orjson.loads(original(settings, dead[0])) == naive  # sealed: it names a contact
+        assert dead[1].value == b"5"  # names nobody: kept as sent
         assert [d.headers["istore.source"] for d in dead] == [
             "http:publisher:req-1:2",
             "http:publisher:req-1:4",
@@ -154,7 +162,7 @@ class IngestBehaviour:
 
         log_events, dead = stored(settings)
         assert set(log_events) == {orjson.loads(g)["event_id"] for g in good}
-        assert [d.value for d in dead] == [broken, naive]
+        assert [original(settings, d) for d in dead] == [broken, naive]
         assert [d.headers["istore.source"] for d in dead] == [
             "http:publisher:lines-7:2",
             "http:publisher:lines-7:6",

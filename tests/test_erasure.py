@@ -27,7 +27,7 @@ from interaction_store.erasure import Eraser, UnknownSubject, _about
 from interaction_store.ingest import Ingest
 from interaction_store.log import open_log
 from interaction_store.privacy import open_key_store
-from interaction_store.privacy.dropping import erasure_check_of
+from interaction_store.privacy.sealing import opener_of, sealer_of
 from interaction_store.projection import ProjectionRunner
 from interaction_store.projection.base import view_checksum
 from interaction_store.projection.registry import ViewRegistry, build
@@ -138,13 +138,12 @@ class Person:
 
 def publish(settings: Settings, docs: list[dict[str, Any]]) -> list[Any]:
     with open_log(settings) as log:
-        keys, erased = erasure_check_of(settings)
+        sealer = sealer_of(settings)
         try:
-            ingest = Ingest(log, parallel=False, erased=erased)
+            ingest = Ingest(log, parallel=False, sealer=sealer)
             return ingest.publish_documents([orjson.dumps(d) for d in docs], "test_erasure")
         finally:
-            if keys is not None:
-                keys.close()
+            sealer.keys.close()
 
 
 def erase(settings: Settings, contact: str) -> tuple[dict[str, Any], bool]:
@@ -159,7 +158,7 @@ def checksums(settings: Settings, suffix: str = "") -> dict[str, str]:
         views = [build(i, settings) for i in infos]
         if suffix:
             views = [build(replace(i, instance=f"{i.kind}{suffix}"), settings) for i in infos]
-            ProjectionRunner(log, store, views).run(follow=False)
+            ProjectionRunner(log, store, views, opener=opener_of(settings)).run(follow=False)
         return {v.kind: view_checksum(store, v) for v in views}
 
 
@@ -246,6 +245,9 @@ def test_the_views_are_the_same_whatever_order_the_erasure_arrives_in(
             for p in log.partitions(t.name)
             for r in log.read(t.name, p, 0)
         ]
+        # Opened as the worker opens them (the erased contact's fields no longer open).
+        opened = opener_of(settings).open_events([e for _, e in records])
+        records = [(p, e) for (p, _), e in zip(records, opened, strict=True)]
         erasure = [(p, e) for p, e in records if e.type == "contact.erased"]
         assert len(erasure) == 1
         rest = [(p, e) for p, e in records if e.type != "contact.erased"]
@@ -326,7 +328,13 @@ def test_an_erasure_while_a_worker_runs(settings: Settings) -> None:
     publish(settings, gone.docs() + kept.docs())
     with open_log(settings) as log, open_store(settings) as store:
         infos = ViewRegistry(store).ensure_defaults(settings)
-        runner = ProjectionRunner(log, store, [build(i, settings) for i in infos], max_wait=0.1)
+        runner = ProjectionRunner(
+            log,
+            store,
+            [build(i, settings) for i in infos],
+            max_wait=0.1,
+            opener=opener_of(settings),
+        )
         worker = threading.Thread(target=runner.run)
         worker.start()
         try:

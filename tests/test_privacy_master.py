@@ -16,6 +16,7 @@ from interaction_store.privacy import MasterKeyError, load_master_key, open_key_
 from interaction_store.privacy.master import MASTER_KEY_FILE
 from interaction_store.settings import Settings
 
+pytestmark = pytest.mark.embedded_master_key
 
 def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()

@@ -39,9 +39,9 @@ from interaction_store.views.base import Cursor, ViewStore
 
 _NAMESPACE = uuid.UUID("6f0c3b1e-2d4a-5e8f-9a7b-0c1d2e3f4a5b")
 PENDING_LOG = (
-    "the log: the person's events are still stored in clear on the event topics until "
-    "encryption is wired into ingest; from then on their personal fields are sealed under the "
-    "data keys destroyed here"
+    "the log: events stored before sealing was in place (by an older version) hold their "
+    "personal fields in clear; every later one holds them sealed under the data keys "
+    "destroyed here"
 )
 
 
@@ -137,9 +137,11 @@ class Eraser:
             },
             "pending": [
                 PENDING_LOG,
-                f"the dead-letter topic {self.log.catalog.dead_letter.name}: Kafka topics "
-                "cannot be edited; its records age out with its retention, and are sealed "
-                "once encryption and the intake topic land",
+                f"the dead-letter topic {self.log.catalog.dead_letter.name}: a rejected "
+                "document naming the person is sealed under their key (destroyed here); one "
+                "naming nobody is kept as sent until the topic's retention",
+                "the intake topic (publishers writing straight to Kafka): records in clear "
+                "until its retention",
                 "backups of the log and of the view database taken before now",
             ],
         }

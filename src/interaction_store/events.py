@@ -21,6 +21,8 @@ from pydantic import (
     ConfigDict,
     Field,
     TypeAdapter,
+    WrapSerializer,
+    WrapValidator,
     create_model,
     model_validator,
 )
@@ -29,11 +31,40 @@ from pydantic_core import PydanticCustomError
 PERSONAL = "x-personal-data"
 """JSON Schema marker on fields that hold personal data (erased on request)."""
 
+ENCRYPTED = "x-encrypted"
+"""JSON Schema marker on personal fields the store seals at ingest (AES-256-GCM under the data
+subject's key): publishers send them in clear; the log holds ``enc:v1:...`` in their place."""
 
-def personal(**kwargs: Any) -> Any:
-    """A field that holds personal data: marked in the schema so erasure can find it."""
+SEALED_PREFIX = "enc:v1:"
+"""How a sealed field's stored text starts (see docs/privacy.md)."""
+
+
+def _let_sealed_through(value: Any, handler: Any) -> Any:
+    # A stored event's personal field holds its sealed text, checked at ingest: the clear
+    # field's type and limits apply to what it opens to, not to the ciphertext.
+    if type(value) is str and value.startswith(SEALED_PREFIX):
+        return value
+    return handler(value)
+
+
+def _write_sealed_as_is(value: Any, handler: Any) -> Any:
+    return value if type(value) is str else handler(value)
+
+
+SEALABLE = WrapValidator(_let_sealed_through)
+"""On every sealed personal field: a stored event holds its sealed text (``enc:v1:...``)
+there, which the field's own type and limits would refuse. The JSON Schema is the clear one:
+what a publisher sends. Ingest refuses sealed text from outside (rule ``sealed_by_store``)."""
+
+
+def personal(*, sealed: bool = True, **kwargs: Any) -> Any:
+    """A field that holds personal data: marked in the schema so erasure can find it, and,
+    unless ``sealed=False``, sealed by the store at ingest (its annotation needs
+    :data:`SEALABLE`)."""
     extra = dict(kwargs.pop("json_schema_extra", None) or {})
     extra[PERSONAL] = True
+    if sealed:
+        extra[ENCRYPTED] = "sealed by the store at ingest: send it in clear"
     return Field(json_schema_extra=extra, **kwargs)
 
 
@@ -120,7 +151,10 @@ class Subject(_Strict):
     contact_id: UUID | None = None
     lead_id: UUID | None = None
     anonymous_id: Annotated[str, Field(min_length=1, max_length=200)] | None = personal(
-        default=None, description="Cookie or device id of a visitor not yet known"
+        sealed=False,
+        default=None,
+        description="Cookie or device id of a visitor not yet known: pseudonymous, kept in "
+        "clear (the key of an anonymous visitor's events, and of the views' rows about it)",
     )
     account_id: UUID | None = None
 
@@ -150,9 +184,9 @@ class Empty(_Strict):
 
 
 class EmailSent(_Strict):
-    subject: NonEmpty
-    preview_text: str = Field(default="", max_length=2000)
-    to_address: str | None = personal(default=None, max_length=320)
+    subject: Annotated[NonEmpty, SEALABLE] = personal()
+    preview_text: Annotated[str, SEALABLE] = personal(default="", max_length=2000)
+    to_address: Annotated[str | None, SEALABLE] = personal(default=None, max_length=320)
     legal_designation: Literal["commercial", "transactional"] = "commercial"
     list_id: str | None = None
 
@@ -170,14 +204,14 @@ class EmailBounced(_Strict):
     """Version 2: ``bounce_type`` replaced version 1's boolean ``hard``."""
 
     bounce_type: BounceType
-    reason: str = Field(default="", max_length=2000)
+    reason: Annotated[str, SEALABLE] = personal(default="", max_length=2000)
 
 
 class EmailBouncedV1(_Strict):
     """Version 1, still accepted: upcast on read to version 2 (``hard`` -> ``bounce_type``)."""
 
     hard: bool
-    reason: str = Field(default="", max_length=2000)
+    reason: Annotated[str, SEALABLE] = personal(default="", max_length=2000)
 
 
 class EmailUnsubscribed(_Strict):
@@ -188,20 +222,20 @@ class EmailUnsubscribed(_Strict):
 
 
 class EmailBlocked(_Strict):
-    reason: NonEmpty
+    reason: Annotated[NonEmpty, SEALABLE] = personal()
 
 
 class SmsSent(_Strict):
-    text: Annotated[str, Field(min_length=1, max_length=1600)]
-    to_number: str | None = personal(default=None, max_length=32)
+    text: Annotated[str, SEALABLE] = personal(min_length=1, max_length=1600)
+    to_number: Annotated[str | None, SEALABLE] = personal(default=None, max_length=32)
 
 
 class SmsFailed(_Strict):
-    reason: NonEmpty
+    reason: Annotated[NonEmpty, SEALABLE] = personal()
 
 
 class SmsReplied(_Strict):
-    text: str = personal(max_length=1600)
+    text: Annotated[str, SEALABLE] = personal(max_length=1600)
     keyword: str | None = Field(default=None, max_length=32)
 
     OPT_OUT_KEYWORDS: ClassVar[frozenset[str]] = frozenset(
@@ -215,8 +249,8 @@ class SmsReplied(_Strict):
 
 
 class PushSent(_Strict):
-    title: NonEmpty
-    body: str = Field(default="", max_length=4000)
+    title: Annotated[NonEmpty, SEALABLE] = personal()
+    body: Annotated[str, SEALABLE] = personal(default="", max_length=4000)
 
 
 class PageViewed(_Strict):
@@ -237,7 +271,9 @@ class FormViewed(_Strict):
 
 class FormSubmitted(_Strict):
     form_id: NonEmpty
-    fields: dict[str, str] = personal(default_factory=dict)
+    fields: Annotated[
+        dict[str, str], SEALABLE, WrapSerializer(_write_sealed_as_is, when_used="always")
+    ] = personal(default_factory=dict)
     consent_checkboxes: dict[str, bool] = Field(default_factory=dict)
     prefilled: bool = False
 
@@ -278,7 +314,7 @@ class ChatConversationStarted(_Strict):
 class ChatMessage(_Strict):
     conversation_id: NonEmpty
     sender: Literal["customer", "agent", "bot"]
-    text: str = personal(max_length=10000)
+    text: Annotated[str, SEALABLE] = personal(max_length=10000)
 
 
 class ChatConversationEnded(_Strict):
@@ -288,7 +324,7 @@ class ChatConversationEnded(_Strict):
 
 class PhoneCall(_Strict):
     direction: Literal["inbound", "outbound"]
-    subject: str = Field(default="", max_length=500)
+    subject: Annotated[str, SEALABLE] = personal(default="", max_length=500)
     duration_seconds: float = Field(default=0, ge=0)
 
 
@@ -296,7 +332,7 @@ class Appointment(_Strict):
     # Said in the schema with a keyword of our own: JSON Schema cannot compare two fields.
     model_config = ConfigDict(json_schema_extra={"x-not-before": {"ends_at": "starts_at"}})
 
-    subject: str = Field(default="", max_length=500)
+    subject: Annotated[str, SEALABLE] = personal(default="", max_length=500)
     starts_at: Instant
     ends_at: Instant
 
@@ -308,27 +344,27 @@ class Appointment(_Strict):
 
 
 class TaskActivity(_Strict):
-    subject: str = Field(default="", max_length=500)
+    subject: Annotated[str, SEALABLE] = personal(default="", max_length=500)
     due_at: Instant | None = None
 
 
 class CaseOpened(_Strict):
     case_id: NonEmpty
-    title: str = Field(default="", max_length=500)
+    title: Annotated[str, SEALABLE] = personal(default="", max_length=500)
     priority: Literal["low", "normal", "high"] = "normal"
     origin: Literal["phone", "email", "web", "chat", "social", "other"] = "web"
 
 
 class CaseResolved(_Strict):
     case_id: NonEmpty
-    resolution: str = Field(default="", max_length=2000)
+    resolution: Annotated[str, SEALABLE] = personal(default="", max_length=2000)
 
 
 class ContactDetails(_Strict):
-    first_name: str | None = personal(default=None, max_length=200)
-    last_name: str | None = personal(default=None, max_length=200)
-    email: str | None = personal(default=None, max_length=320)
-    phone: str | None = personal(default=None, max_length=32)
+    first_name: Annotated[str | None, SEALABLE] = personal(default=None, max_length=200)
+    last_name: Annotated[str | None, SEALABLE] = personal(default=None, max_length=200)
+    email: Annotated[str | None, SEALABLE] = personal(default=None, max_length=320)
+    phone: Annotated[str | None, SEALABLE] = personal(default=None, max_length=32)
     is_child: bool | None = None
     guardian_contact_id: UUID | None = None
 
@@ -362,7 +398,7 @@ class LeadSalesReady(_Strict):
 
 
 class IdentityLinked(_Strict):
-    anonymous_id: str = personal(min_length=1, max_length=200)
+    anonymous_id: str = personal(sealed=False, min_length=1, max_length=200)
     contact_id: UUID
 
 
@@ -419,7 +455,7 @@ class SubscriptionLeft(_Strict):
 
 class ContactPointConsent(_Strict):
     channel: Literal["email", "sms", "phone", "push"]
-    contact_point: str = personal(min_length=1, max_length=320)
+    contact_point: Annotated[str, SEALABLE] = personal(min_length=1, max_length=320)
     purpose: Literal["commercial", "transactional", "tracking"]
     topic: str | None = Field(default=None, max_length=200)
     status: Literal["opted_in", "opted_out"]

@@ -27,7 +27,7 @@ from interaction_store.codec import (
 )
 from interaction_store.lifeline import die_with_parent
 from interaction_store.log.base import Appended, DeadLetter, EventLog, Position
-from interaction_store.privacy.dropping import ErasedCheck, without_personal_data
+from interaction_store.privacy.sealing import Sealer, refuse_sealed_input, seal_letters
 
 
 @dataclass(frozen=True)
@@ -102,10 +102,13 @@ class Ingest:
         clock: Callable[[], datetime] = _utc_now,
         max_event_bytes: int = MAX_EVENT_BYTES,
         parallel: bool = True,
-        erased: ErasedCheck | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
-        """``erased`` says which event keys (subjects) were erased: their events are stored
-        without personal fields (None: no subject was ever erased here)."""
+        """``sealer`` seals each valid event's personal fields with its subject's data key
+        before the log sees it, and drops them for an erased subject. The store's entry
+        points open theirs at start (:func:`sealer_of`: no master key, no start); by default
+        the log's settings give one that opens the key store at the first personal field. No
+        event is stored with a personal field in clear."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.log = log
@@ -113,7 +116,7 @@ class Ingest:
         self.clock = clock
         self.max_event_bytes = max_event_bytes
         self.parallel = parallel
-        self.erased = erased
+        self.sealer = sealer if sealer is not None else Sealer.lazy(log.settings)
 
     def publish_documents(
         self, docs: Sequence[bytes], source: str, line_numbers: Sequence[int] | None = None
@@ -156,9 +159,12 @@ class Ingest:
         for b, batch in enumerate(batches):
             for i, item in enumerate(batch.checked):
                 if isinstance(item, EncodedEvent):
-                    valid.append((b, i))
-                    records.append(item)
-                    continue
+                    refused = refuse_sealed_input(item)
+                    if refused is None:
+                        valid.append((b, i))
+                        records.append(item)
+                        continue
+                    item = refused
                 doc = batch.docs[i]
                 if len(doc) > self.max_event_bytes:
                     doc = doc[:KEEP_OF_OVERSIZED]
@@ -167,12 +173,8 @@ class Ingest:
         outcomes: list[list[Outcome | None]] = [[None] * len(batch.docs) for batch in batches]
         conflicts: list[tuple[int, int, Position, DeadLetter]] = []
         dropped: set[int] = set()
-        if valid and self.erased is not None:
-            gone = self.erased({r.key for r in records})
-            for k, record in enumerate(records):
-                if record.key in gone:
-                    records[k] = without_personal_data(record)
-                    dropped.add(k)
+        if valid:
+            records, dropped = self.sealer.seal(records)
         if valid:
             appended = self.log.append(records)
             for k, ((b, i), result) in enumerate(zip(valid, appended, strict=True)):
@@ -185,14 +187,17 @@ class Ingest:
                     status, result.position, personal_data_dropped=k in dropped
                 )
         if conflicts:
-            positions = self.log.dead_letter([letter for *_, letter in conflicts])
+            positions = self._dead_letter([letter for *_, letter in conflicts])
             for (b, i, stored, _), pos in zip(conflicts, positions, strict=True):
                 outcomes[b][i] = Outcome("conflict", stored, dead_letter=pos)
         if letters:
-            positions = self.log.dead_letter([letter for _, _, letter, _ in letters])
+            positions = self._dead_letter([letter for _, _, letter, _ in letters])
             for (b, i, _, rejection), pos in zip(letters, positions, strict=True):
                 outcomes[b][i] = Outcome("rejected", pos, rejection)
         return [[o for o in batch if o is not None] for batch in outcomes]
+
+    def _dead_letter(self, letters: list[DeadLetter]) -> list[Position]:
+        return self.log.dead_letter(seal_letters(self.sealer, letters))
 
     def publish_lines(
         self,

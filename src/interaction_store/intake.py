@@ -24,11 +24,12 @@ from dataclasses import dataclass
 
 from kafka.errors import KafkaError
 
-from interaction_store.codec import EncodedEvent, EventRejected, Violation
+from interaction_store.codec import EventRejected, Violation
 from interaction_store.ingest import Ingest, Validated
 from interaction_store.log import open_log
 from interaction_store.log.base import EventLog, LogError, LogRecord
 from interaction_store.log.kafka import KafkaLog
+from interaction_store.privacy.sealing import sealer_of
 from interaction_store.settings import Settings
 
 RETRY_SECONDS = 2.0
@@ -59,15 +60,6 @@ class IntakeStats:
             f"intake: read {self.read}, forwarded {self.forwarded}, duplicate "
             f"{self.duplicates}, conflict {self.conflicts}, dead-lettered {self.dead_lettered}"
         )
-
-
-def seal_personal_fields(
-    checked: Sequence[EncodedEvent | EventRejected],
-) -> Sequence[EncodedEvent | EventRejected]:
-    """Where the next step seals the fields marked ``x-personal-data`` of each valid event
-    (under its subject's data key) before it is forwarded: publishers writing straight to
-    Kafka cannot. Until then the events go on as they came."""
-    return checked
 
 
 def _tombstone() -> EventRejected:
@@ -107,7 +99,11 @@ class IntakeProcessor:
         self.topic = intake.name
         self.group = log.settings.intake_group_id
         self.batch_size = batch_size
-        self.ingest = Ingest(log, batch_size=batch_size, parallel=False)
+        # Publishers writing straight to Kafka cannot seal: the intake does, before the
+        # events reach a canonical topic.
+        self.ingest = Ingest(
+            log, batch_size=batch_size, parallel=False, sealer=sealer_of(log.settings)
+        )
         self.stats = IntakeStats()
         self._stopping = threading.Event()
 
@@ -157,18 +153,17 @@ class IntakeProcessor:
         """Forward one batch of intake records; what became of them.
 
         1. validate each record's value with the codec (a tombstone is rejected);
-        2. seal personal fields (:func:`seal_personal_fields`);
-        3. publish through :class:`Ingest`: the valid events in one transaction to their
-           canonical topics (an event id already stored answers duplicate, or conflict if the
-           content differs), the rest to the dead-letter topic with their reason."""
+        2. publish through :class:`Ingest`, which seals their personal fields: the valid
+           events in one transaction to their canonical topics (an event id already stored
+           answers duplicate, or conflict if the content differs), the rest to the dead-letter
+           topic with their reason."""
         docs = [r.value if r.value is not None else b"" for r in records]
         checked = list(self.ingest.validate(docs))
         for i, record in enumerate(records):
             if record.value is None:
                 checked[i] = _tombstone()
-        sealed = seal_personal_fields(checked)
         origins = [f"intake:{r.position.partition}@{r.position.offset}" for r in records]
-        batch = Validated(docs, sealed, "intake", origins=origins)
+        batch = Validated(docs, checked, "intake", origins=origins)
         (outcomes,) = self.ingest.publish_many([batch])
         stats = IntakeStats(read=len(records), batches=1)
         for outcome in outcomes:

@@ -148,13 +148,14 @@ def drift(folder: Path) -> list[str]:
     return problems
 
 
-def personal_fields(schema: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted paths of the fields marked as personal data in a schema document."""
+def personal_fields(schema: dict[str, Any], prefix: str = "", marker: str = PERSONAL) -> list[str]:
+    """Dotted paths of the fields marked as personal data in a schema document (``marker``:
+    or with another keyword, such as ``x-encrypted``)."""
     found: list[str] = []
     defs = schema.get("$defs", {})
 
     def walk(node: dict[str, Any], path: str, seen: frozenset[str]) -> None:
-        if node.get(PERSONAL):
+        if node.get(marker):
             found.append(path)
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/$defs/"):

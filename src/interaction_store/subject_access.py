@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from interaction_store.codec import to_document
+from interaction_store.events import InteractionEvent
 from interaction_store.log.base import EventLog, LogError, LogRecord, Position
+from interaction_store.privacy.sealing import Opener
 from interaction_store.projection.base import placeholders
 from interaction_store.projection.merges import MergeLink, group_of, merge_links
 from interaction_store.projection.profiles import TABLE_COLUMNS, Profiles
@@ -103,13 +105,6 @@ def index_of(read: ReadAPI) -> SubjectIndex:
     return index
 
 
-def open_personal_fields(document: dict[str, Any]) -> dict[str, Any]:
-    """An event as exported: its personal fields opened for the person. Every event an export
-    writes goes through here; the fields are stored in clear until ingest seals them
-    (docs/privacy.md), and then this is where they are opened with the subject's data key."""
-    return document
-
-
 @dataclass(frozen=True)
 class ExportedEvent:
     """One event of an export: where the log holds it, its read category, the event."""
@@ -124,10 +119,13 @@ def exported_events(
     log: EventLog,
     person: Person,
     shown: Callable[[str], bool] | None,
+    opener: Opener | None,
     page: int = PAGE,
 ) -> Iterator[ExportedEvent]:
     """Every event about ``person`` of a type ``shown`` lets through (None: all), oldest first
-    by (occurred_at, event_id), each once; a page of the index at a time."""
+    by (occurred_at, event_id), each once; a page of the index at a time. ``opener`` opens
+    their personal fields (the store's export always passes one: the person's copy is in
+    clear)."""
     categories = read.categories()
     pending: list[Located] = []
     for located in index_of(read).locate(read.store, person.subjects(), page):
@@ -135,15 +133,19 @@ def exported_events(
             continue
         pending.append(located)
         if len(pending) >= page:
-            yield from _read_back(log, pending, categories)
+            yield from _read_back(log, pending, categories, opener)
             pending = []
-    yield from _read_back(log, pending, categories)
+    yield from _read_back(log, pending, categories, opener)
 
 
 def _read_back(
-    log: EventLog, located: Sequence[Located], categories: dict[str, str]
+    log: EventLog,
+    located: Sequence[Located],
+    categories: dict[str, str],
+    opener: Opener | None,
 ) -> Iterator[ExportedEvent]:
     records = read_positions(log, [x.position for x in located])
+    events: list[InteractionEvent] = []
     for x in located:
         record = records.get(x.position)
         event = record.event() if record is not None and record.value is not None else None
@@ -153,8 +155,11 @@ def _read_back(
                 "says it is: was the log replaced? Rebuild the index: `istore replay subjects "
                 "--as subjects_new`, then `istore views promote subjects_new`"
             )
-        document = open_personal_fields(to_document(event))
-        yield ExportedEvent(x.position, categories.get(event.channel), document)
+        events.append(event)
+    if opener is not None:
+        events = opener.open_events(events)  # one key lookup for the page
+    for x, event in zip(located, events, strict=True):
+        yield ExportedEvent(x.position, categories.get(event.channel), to_document(event))
 
 
 def read_positions(log: EventLog, positions: Sequence[Position]) -> dict[Position, LogRecord]:

@@ -23,6 +23,7 @@ from interaction_store.api.scores import ExplanationOut, LeadScoreOut
 from interaction_store.api.timelines import TimelineEntryOut
 from interaction_store.api.waits import ReadAfterDep
 from interaction_store.log.base import EventLog
+from interaction_store.privacy.sealing import Opener
 from interaction_store.projection.consent import UnknownContact
 from interaction_store.projection.scoring import UnknownLead
 from interaction_store.read import ReadAPI
@@ -118,6 +119,7 @@ def export_document(
     person: Person,
     role: str,
     permissions: Collection[str] | None,
+    opener: Opener | None,
 ) -> Iterator[bytes]:
     """The export of ``person`` as ``role`` (reading ``permissions``; None: every category),
     in pieces of bytes that join into one :class:`ContactExportOut` document."""
@@ -162,7 +164,7 @@ def export_document(
     by_category: Counter[str] = Counter()
     batch: list[dict[str, Any]] = []
     written = 0
-    for exported in exported_events(read, log, person, shown):
+    for exported in exported_events(read, log, person, shown, opener):
         counted[exported.document["type"]] += 1
         if exported.category is not None:
             by_category[exported.category] += 1
@@ -256,5 +258,6 @@ def contact_export(
         # Whatever fails from here on fails after the status line: check what can fail first.
         read.view("subjects")
         log = svc.log
-    pieces = export_document(read, log, person, reader.role.name, reader.role.read)
+        opener = svc.opener
+    pieces = export_document(read, log, person, reader.role.name, reader.role.read, opener)
     return StreamingResponse(pieces, media_type="application/json")

@@ -15,7 +15,7 @@ from interaction_store.erasure import Eraser
 from interaction_store.ingest import Ingest, Outcome, Validated
 from interaction_store.log import EventLog, LogError, open_log
 from interaction_store.privacy import KeyStore, open_key_store
-from interaction_store.privacy.dropping import erasure_check_of
+from interaction_store.privacy.sealing import Opener, opener_of, sealer_of
 from interaction_store.read import ReadAPI
 from interaction_store.settings import Settings
 from interaction_store.views import ViewStore, open_store
@@ -78,15 +78,21 @@ class Services:
     def ingest(self) -> Ingest:
         # Requests are small batches: validating in the request's own thread beats handing
         # them to a worker process.
-        keys, erased = erasure_check_of(self.settings)
-        if keys is not None:
-            self._owned.append(keys)
+        sealer = sealer_of(self.settings)
+        self._owned.append(sealer.keys)
         return Ingest(
             self.log,
             batch_size=self.settings.publish_batch_size,
             parallel=False,
-            erased=erased,
+            sealer=sealer,
         )
+
+    @cached_property
+    def opener(self) -> Opener:
+        """Opens personal fields for an export (the master key and key store, opened once)."""
+        opener = opener_of(self.settings)
+        self._owned.append(opener.keys)
+        return opener
 
     @property
     def eraser(self) -> Eraser:

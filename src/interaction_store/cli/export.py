@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from uuid import UUID
 
@@ -15,6 +16,8 @@ from interaction_store.api.export import export_document
 from interaction_store.cli import fail, main, settings_of
 from interaction_store.cli.views import ERRORS
 from interaction_store.log import open_log
+from interaction_store.privacy.keystore import open_key_store
+from interaction_store.privacy.sealing import Opener
 from interaction_store.read import ReadAPI
 from interaction_store.subject_access import UnknownPerson, find_person
 
@@ -56,14 +59,15 @@ def export(ctx: click.Context, kind: str, id: str, output: Path | None, role: st
                     f"(roles: {', '.join(sorted(roles))})"
                 )
             permissions, name = roles[role].read, role
-        with ReadAPI(settings) as read, open_log(settings) as log:
+        with ExitStack() as stack, ReadAPI(settings) as read, open_log(settings) as log:
             try:
                 person = find_person(read, contact_id)
             except UnknownPerson as exc:
                 raise LookupError(
                     f"{exc} (check the id, or let the views catch up with the log: istore run)"
                 ) from None
-            pieces = export_document(read, log, person, name, permissions)
+            keys = stack.enter_context(open_key_store(settings))
+            pieces = export_document(read, log, person, name, permissions, Opener(keys))
             if output is None:
                 stream = sys.stdout.buffer
                 for piece in pieces:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
@@ -17,7 +18,7 @@ from interaction_store.cli import main
 from interaction_store.cli import settings_of as _settings
 from interaction_store.ingest import Ingest
 from interaction_store.log import LogError, LogRecord, open_log
-from interaction_store.privacy.dropping import erasure_check_of
+from interaction_store.privacy.sealing import sealer_of
 
 EXIT_LOG_UNAVAILABLE = 75
 """``istore publish`` when the log stopped taking batches (EX_TEMPFAIL: try again later)."""
@@ -112,17 +113,14 @@ def publish(ctx: click.Context, file: BinaryIO, batch_size: int | None, strict: 
         bar.update(n)
 
     try:
+        # The master key first: without it nothing is published (never in clear).
         with (
+            closing(sealer_of(settings)) as sealer,
             open_log(settings) as log,
             tqdm(unit=" events", desc="publishing", file=sys.stderr, disable=None) as bar,
         ):
-            keys, erased = erasure_check_of(settings)
-            try:
-                ingest = Ingest(log, batch_size or settings.publish_batch_size, erased=erased)
-                report = ingest.publish_lines(file, source, progress=lambda n: advance(bar, n))
-            finally:
-                if keys is not None:
-                    keys.close()
+            ingest = Ingest(log, batch_size or settings.publish_batch_size, sealer=sealer)
+            report = ingest.publish_lines(file, source, progress=lambda n: advance(bar, n))
     except LogError as exc:
         # Publishing is batch by batch, each all or nothing: what came before is stored.
         click.echo(

@@ -31,6 +31,8 @@ from interaction_store.cli.views import ERRORS, ProjectionWorker, summary
 from interaction_store.codec import encode
 from interaction_store.events import InteractionEvent
 from interaction_store.lifeline import die_with_parent
+from interaction_store.privacy.keystore import open_key_store
+from interaction_store.privacy.sealing import sealer_of
 from interaction_store.settings import Settings, private_file
 
 if TYPE_CHECKING:
@@ -129,6 +131,9 @@ def serve(
             "projection worker, which is one process (run more `--role worker` for more)"
         )
     try:
+        # Every role seals or opens personal fields (ingest, the worker, the export): without
+        # the master key, or with another than the key store's, the server does not start.
+        open_key_store(settings).close()
         contact = publish_demo(settings, demo_contacts, seed) if demo_contacts else None
         if role == "worker":
             _work(settings, batch_size, group or _default_group(settings))
@@ -210,8 +215,14 @@ def publish_demo(settings: Settings, contacts: int, seed: int) -> str | None:
             disable=None,
         ) as bar,
     ):
-        ingest = Ingest(log, settings.publish_batch_size)
-        report = ingest.publish_lines(lines(demo.generate(contacts, seed, end)), "demo", bar.update)
+        sealer = sealer_of(settings)
+        try:
+            ingest = Ingest(log, settings.publish_batch_size, sealer=sealer)
+            report = ingest.publish_lines(
+                lines(demo.generate(contacts, seed, end)), "demo", bar.update
+            )
+        finally:
+            sealer.keys.close()
     click.echo(f"demo data up to {end:%Y-%m-%d}: {report.summary()}", err=True)
     return first[0] if first else None
 

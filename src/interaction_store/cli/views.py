@@ -21,6 +21,7 @@ from interaction_store.intake import IntakeError, IntakeThread
 from interaction_store.intake import drain as drain_intake
 from interaction_store.log import open_log
 from interaction_store.log.base import EventLog
+from interaction_store.privacy.sealing import opener_of
 from interaction_store.projection import ProjectionRunner, RunStats
 from interaction_store.projection.registry import (
     KINDS,
@@ -65,6 +66,9 @@ class ProjectionWorker:
         self.batch_size = batch_size
         self._stopping = threading.Event()
         self._runner: ProjectionRunner | None = None
+        # The views need the personal fields in clear: without the master key the worker
+        # does not start (the error names the setting).
+        self.opener = opener_of(settings)
 
     @property
     def stopping(self) -> bool:
@@ -127,7 +131,9 @@ class ProjectionWorker:
         """Run these views (adding to ``stats``) until stopped, caught up (``once``) or the
         live set moved."""
         projections = [build(i, self.settings) for i in infos]
-        runner = ProjectionRunner(log, store, projections, batch_size=self.batch_size)
+        runner = ProjectionRunner(
+            log, store, projections, batch_size=self.batch_size, opener=self.opener
+        )
         runner.stats = stats
         for projection in projections:
             if isinstance(projection, LeadScores):
@@ -251,8 +257,9 @@ def replay(
             registry = ViewRegistry(store)
             info = registry.register(instance, kind, definition, until=until_at)
             projection = build(info, settings)
+            opener = opener_of(settings)
             runner = ProjectionRunner(
-                log, store, [projection], batch_size=batch_size, until=until_at
+                log, store, [projection], batch_size=batch_size, until=until_at, opener=opener
             )
             total = sum(sum(log.end_offsets(t).values()) for t in runner.topics)
             with tqdm(
@@ -372,7 +379,7 @@ def deadletters_retry(ctx: click.Context) -> None:
         with open_store(settings) as store:
             registry = ViewRegistry(store)
             projections = [build(i, settings) for i in registry.all()]
-            ok, failed = retry_dead_letters(store, projections)
+            ok, failed = retry_dead_letters(store, projections, opener_of(settings))
     except ERRORS as exc:
         raise fail(exc) from exc
     click.echo(f"applied {ok}, still failing {failed}")

@@ -87,9 +87,14 @@ class EmbeddedLog(EventLog):
             recorder.create_table()
         with self.datastore.transaction(commit=True) as c:
             c.execute(
-                "CREATE TABLE IF NOT EXISTS event_ids (event_id BLOB PRIMARY KEY, topic TEXT) "
-                "WITHOUT ROWID"
+                "CREATE TABLE IF NOT EXISTS event_ids (event_id BLOB PRIMARY KEY, topic TEXT, "
+                "digest BLOB) WITHOUT ROWID"
             )
+            # The content digest is kept beside the id: the stored value's personal fields are
+            # sealed (a fresh nonce each time), so its digest says nothing about the content.
+            c.execute("SELECT name FROM pragma_table_info('event_ids')")
+            if "digest" not in {row[0] for row in c.fetchall()}:  # a log from before
+                c.execute("ALTER TABLE event_ids ADD COLUMN digest BLOB")
             c.execute(f"CREATE TABLE IF NOT EXISTS {WRITE_LOCK} (id INTEGER PRIMARY KEY)")
 
     def _recorder(self, topic: str) -> _TopicRecorder:
@@ -107,15 +112,18 @@ class EmbeddedLog(EventLog):
             raw = c.sqlite_cursor
             # 1. Which ids are in the log already (one query per 500 ids, not one per event).
             known: dict[bytes, str] = {}
+            digests: dict[bytes, bytes | None] = {}
             ids = [r.event_id for r in records]
             for i in range(0, len(ids), 500):
                 part = ids[i : i + 500]
                 raw.execute(
-                    f"SELECT event_id, topic FROM event_ids WHERE event_id IN "
+                    f"SELECT event_id, topic, digest FROM event_ids WHERE event_id IN "
                     f"({','.join('?' * len(part))})",
                     part,
                 )
-                known.update(raw.fetchall())
+                for event_id, topic, digest in raw.fetchall():
+                    known[event_id] = topic
+                    digests[event_id] = digest
             # 2. The new ones, grouped by topic, in input order.
             by_topic: dict[str, list[int]] = {}
             first_in_batch: dict[bytes, int] = {}
@@ -127,8 +135,12 @@ class EmbeddedLog(EventLog):
                 first_in_batch[record.event_id] = i
                 by_topic.setdefault(self.catalog.topic_for(record.type).name, []).append(i)
             raw.executemany(
-                "INSERT INTO event_ids VALUES (?, ?)",
-                [(ids[i], topic) for topic, idx in by_topic.items() for i in idx],
+                "INSERT INTO event_ids (event_id, topic, digest) VALUES (?, ?, ?)",
+                [
+                    (ids[i], topic, records[i].digest or None)
+                    for topic, idx in by_topic.items()
+                    for i in idx
+                ],
             )
             for topic, idx in by_topic.items():
                 rows = [(ids[i], records[i].type, records[i].value) for i in idx]
@@ -148,7 +160,8 @@ class EmbeddedLog(EventLog):
                     topic = known[key]
                     offset = self.recorders[topic].offset_of(c, UUID(bytes=key))
                     position = Position(topic, 0, offset)
-                    stored = self._stored_digest(c, topic, offset)
+                    kept = digests.get(key)
+                    stored = kept if kept else self._stored_digest(c, topic, offset)
                 conflict = bool(stored) and bool(records[i].digest) and stored != records[i].digest
                 out[i] = Appended(key, position, True, conflict, stored if conflict else b"")
         return [a for a in out if a is not None]

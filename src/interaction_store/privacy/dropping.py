@@ -3,16 +3,8 @@ key that would seal them is destroyed, and the person asked to be forgotten)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
 from interaction_store.codec import EncodedEvent, decode, decode_document, to_document
 from interaction_store.privacy.fields import personal_paths
-from interaction_store.privacy.keystore import KeyStore, open_key_store
-from interaction_store.privacy.sqlite import KEYS_FILE
-from interaction_store.settings import Settings
-
-ErasedCheck = Callable[[Iterable[str]], set[str]]
-"""Which of some subjects (event keys) were erased."""
 
 DROPPED_TEXT = "(erased)"
 """Stands in for a personal field the contract requires (a chat message's text)."""
@@ -41,25 +33,3 @@ def without_personal_data(record: EncodedEvent) -> EncodedEvent:
                 field[name] = DROPPED_TEXT
         event = decode_document(doc)
     return EncodedEvent.of(event)
-
-
-def tombstone_check(keys: KeyStore) -> ErasedCheck:
-    """The subjects among some that were erased (tombstones in the key store)."""
-
-    def erased(subjects: Iterable[str]) -> set[str]:
-        return set(keys.get_many(subjects).erased)
-
-    return erased
-
-
-def erasure_check_of(settings: Settings) -> tuple[KeyStore | None, ErasedCheck | None]:
-    """The key store and its tombstone check, if this store can have erased anyone: on the
-    embedded store once ``keys.sqlite`` exists, elsewhere once a master key is set (an
-    erasure needs both). Else (None, None): nothing to check, and no key made for it."""
-    if settings.postgres_dsn is None:
-        if not (settings.data_dir / KEYS_FILE).exists():
-            return None, None
-    elif settings.master_key is None and settings.master_key_file is None:
-        return None, None
-    keys = open_key_store(settings)
-    return keys, tombstone_check(keys)

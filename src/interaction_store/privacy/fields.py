@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import functools
 
-from interaction_store.events import EVENT_TYPES
+from interaction_store.events import ENCRYPTED, EVENT_TYPES, PERSONAL
 from interaction_store.schemas import personal_fields
+
+
+@functools.cache
+def sealed_paths() -> dict[str, tuple[str, ...]]:
+    """Event type -> the dotted paths of the personal fields the store seals (marked
+    ``x-encrypted``): every personal field but the anonymous visitor ids."""
+    return _marked(ENCRYPTED)
 
 
 @functools.cache
@@ -14,9 +21,14 @@ def personal_paths() -> dict[str, tuple[str, ...]]:
     ``subject.anonymous_id``), from the models' JSON Schema; every type is listed, most with
     ``subject.anonymous_id`` alone. A path inside another personal field is left out: sealing
     the outer one covers it. Cached: the models do not change in a process."""
+    return _marked(PERSONAL)
+
+
+def _marked(marker: str) -> dict[str, tuple[str, ...]]:
     out: dict[str, tuple[str, ...]] = {}
     for name, model in EVENT_TYPES.items():
-        paths = personal_fields(model.model_json_schema(ref_template="#/$defs/{model}"))
+        schema = model.model_json_schema(ref_template="#/$defs/{model}")
+        paths = personal_fields(schema, marker=marker)
         out[name] = tuple(
             p for p in paths if not any(p.startswith(f"{outer}.") for outer in paths if outer != p)
         )

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from interaction_store.events import ContactErased, IdentityLinked, InteractionEvent
-from interaction_store.privacy.fields import personal_paths
+from interaction_store.privacy.fields import sealed_paths
+from interaction_store.privacy.sealing import stand_in
 from interaction_store.projection.base import select_in
 from interaction_store.views.base import Cursor, insert_rows
 
@@ -24,10 +25,6 @@ ERASURE_TYPES = frozenset({ERASED_TYPE, "identity.linked"})
 
 ERASED_TEXT = "(erased)"
 """Stands in for a personal value a view forgot where a value is needed (a key column)."""
-
-# Identifiers the views key rows by: kept (pseudonymous ids, like contact ids); their data
-# keys are destroyed by the erasure itself.
-_KEPT_PATHS = frozenset({"subject.anonymous_id", "payload.anonymous_id"})
 
 Subject = tuple[str, str]
 """(kind, id): ("contact", id), ("lead", id) or ("anonymous", id)."""
@@ -45,16 +42,15 @@ def named_by(event: InteractionEvent) -> list[Subject]:
 
 
 def forget_document(doc: dict[str, Any]) -> dict[str, Any]:
-    """A stored event document without its personal fields (the contract's
-    ``x-personal-data`` paths, identifiers aside): each set to None."""
+    """A stored event document without its personal fields (the sealed ones: the anonymous
+    ids stay): each as a replay reads it once the key is destroyed (:func:`stand_in`)."""
     out = dict(doc)
-    for path in personal_paths().get(str(doc.get("type")), ()):
-        if path in _KEPT_PATHS:
-            continue
+    event_type = str(doc.get("type"))
+    for path in sealed_paths().get(event_type, ()):
         head, _, name = path.partition(".")
         part = out.get(head)
         if isinstance(part, dict) and part.get(name) is not None:
-            out[head] = {**part, name: None}
+            out[head] = {**part, name: stand_in(event_type, path, erased=True)}
     return out
 
 

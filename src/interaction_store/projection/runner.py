@@ -33,6 +33,7 @@ from interaction_store.codec import (
 )
 from interaction_store.events import EVENT_TYPES, InteractionEvent
 from interaction_store.log.base import DeadLetter, EventLog, LogRecord, Position
+from interaction_store.privacy.sealing import Opener
 from interaction_store.projection.base import Projection
 from interaction_store.views.base import Cursor, TrackedPositions, ViewStore
 
@@ -107,7 +108,11 @@ class ProjectionRunner:
         max_attempts: int = 3,
         until: datetime | None = None,
         topics: Sequence[str] | None = None,
+        opener: Opener | None = None,
     ) -> None:
+        """``opener`` opens the events' sealed personal fields before the views see them
+        (the store's workers open theirs at start; by default the log's settings give one
+        that opens the key store at the first sealed field)."""
         if not projections:
             raise ValueError("a runner needs at least one projection")
         names = [p.instance for p in projections]
@@ -119,6 +124,7 @@ class ProjectionRunner:
             )
         self.log = log
         self.store = store
+        self.opener = opener if opener is not None else Opener.lazy(log.settings)
         self.projections = list(projections)
         self.names = sorted(names)
         self.batch_size = batch_size
@@ -343,6 +349,9 @@ class ProjectionRunner:
             self.log.dead_letter(bad)
             self.stats.rejected += len(bad)
         self.stats.skipped += skipped
+        if out:
+            opened = self.opener.open_events([e for _, e in out])
+            out = [(r, e) for (r, _), e in zip(out, opened, strict=True)]
         return out
 
     def _apply(
@@ -450,9 +459,11 @@ def dead_letters(store: ViewStore, include_resolved: bool = False) -> list[dict[
         return [dict(zip(columns, row, strict=True)) for row in c.fetchall()]
 
 
-def retry_dead_letters(store: ViewStore, projections: Sequence[Projection]) -> tuple[int, int]:
+def retry_dead_letters(
+    store: ViewStore, projections: Sequence[Projection], opener: Opener | None = None
+) -> tuple[int, int]:
     """Apply the skipped events again (views are order-insensitive, so late is fine);
-    returns (now applied, still failing)."""
+    returns (now applied, still failing). ``opener`` opens their sealed fields."""
     from interaction_store.codec import decode
 
     by_name = {p.instance: p for p in projections}
@@ -471,7 +482,10 @@ def retry_dead_letters(store: ViewStore, projections: Sequence[Projection]) -> t
             with store.transaction() as c:
                 topic, partition = str(letter["topic"]), int(str(letter["partition"]))
                 at = Position(topic, partition, int(str(letter["position"])))
-                projection.apply_records(c, [(at, decode(raw))])
+                event = decode(raw)
+                if opener is not None:
+                    (event,) = opener.open_events([event])
+                projection.apply_records(c, [(at, event)])
                 c.execute(
                     f"UPDATE {DEAD_LETTERS} SET resolved_at = %s "
                     "WHERE view_name = %s AND event_id = %s",

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interaction_store.events import EVENT_TYPES, PERSONAL
+from interaction_store.events import EVENT_TYPES
 from interaction_store.settings import Settings
 
 SETTINGS_FILE = "timeline.toml"
@@ -210,12 +210,6 @@ class _Parser:
                         name,
                         f"{event_type} has no such payload field; it has "
                         f"{', '.join(known) or 'none'}",
-                    )
-                if (known[name].json_schema_extra or {}).get(PERSONAL):
-                    raise self.fail(
-                        f"{key}[{i}]",
-                        name,
-                        "is personal data; the timeline keeps none so erasure need not rewrite it",
                     )
             out[event_type] = tuple(names)
         return out
