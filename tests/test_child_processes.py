@@ -93,7 +93,11 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ISTORE_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k == "ISTORE_MASTER_KEY" or not k.startswith("ISTORE_")
+    }
     return env | {"ISTORE_BACKEND": "embedded", "ISTORE_DATA_DIR": str(tmp_path / "data")} | extra
 
 

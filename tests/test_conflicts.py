@@ -14,6 +14,8 @@ import pytest
 
 from interaction_store.ingest import Ingest
 from interaction_store.log import open_log
+from interaction_store.privacy import open_key_store
+from interaction_store.privacy.sealing import letter_original
 from interaction_store.settings import Settings
 from tests.api_support import auth, client
 from tests.factories import doc
@@ -53,7 +55,11 @@ def test_the_same_id_with_other_content_is_a_conflict(settings: Settings) -> Non
     assert details["rule"] == "conflict" and details["event_id"] == first["event_id"]
     assert details["stored_digest"] != details["sent_digest"]
     assert len(bytes.fromhex(details["stored_digest"])) == 16
-    assert orjson.loads(letter.value or b"")["payload"]["url"] == "https://example.com/b"
+    # Sealed under its subject's key (the document names a contact): the details stay clear.
+    assert details["sealed"] is True
+    with open_key_store(settings) as keys:
+        refused = letter_original(keys, letter)
+    assert orjson.loads(refused or b"")["payload"]["url"] == "https://example.com/b"
 
 
 def test_a_conflict_inside_one_batch_keeps_the_first_copy(settings: Settings) -> None:

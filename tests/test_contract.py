@@ -126,7 +126,16 @@ def test_personal_data_fields_are_marked_in_the_schema() -> None:
         "subject.anonymous_id",
     ]
     assert "payload.text" in schemas.personal_fields(docs["chat.message.json"])
-    assert "payload.subject" not in schemas.personal_fields(docs["email.sent.json"])
+    # What is sent to the person is theirs too (personalised content carries their details).
+    assert "payload.subject" in schemas.personal_fields(docs["email.sent.json"])
+    assert "payload.url" not in schemas.personal_fields(docs["email.clicked.json"])
+    # Sealed: every personal field but the anonymous visitor id, which keys the events.
+    assert schemas.personal_fields(docs["contact.created.json"], marker="x-encrypted") == [
+        "payload.email",
+        "payload.first_name",
+        "payload.last_name",
+        "payload.phone",
+    ]
 
 
 def test_checked_in_schemas_match_the_models() -> None:

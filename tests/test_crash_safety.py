@@ -77,7 +77,11 @@ class Workers:
         self.folder = folder
         self.group = group
         self.all: list[Worker] = []
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("ISTORE_", "KAFKA_"))}
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if k == "ISTORE_MASTER_KEY" or not k.startswith(("ISTORE_", "KAFKA_"))
+        }
         self.env["ISTORE_DATA_DIR"] = str(settings.data_dir)
         if settings.postgres_dsn is not None:
             self.env["ISTORE_POSTGRES_DSN"] = settings.postgres_dsn.get_secret_value()

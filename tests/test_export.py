@@ -25,6 +25,7 @@ from interaction_store.api.export import export_document
 from interaction_store.api.services import Services
 from interaction_store.log import open_log
 from interaction_store.log.base import Position
+from interaction_store.privacy.sealing import Opener
 from interaction_store.projection.subjects import SubjectIndex
 from interaction_store.read import ReadAPI
 from interaction_store.settings import Settings
@@ -320,8 +321,14 @@ def test_the_export_reads_the_persons_events_back_from_kafka(kafka_settings: Set
     project(kafka_settings)
     with ReadAPI(kafka_settings) as read, open_log(kafka_settings) as log:
         person = find_person(read, p.a)
-        body = b"".join(export_document(read, log, person, "admin", None))
+        opener = Opener.lazy(kafka_settings)
+        body = b"".join(export_document(read, log, person, "admin", None, opener))
     got = orjson.loads(body)
+    assert b"enc:v1:" not in body  # the person's copy is in clear
+    sent = {x["event_id"]: x["payload"] for x in p.mine}
+    for e in got["events"]:
+        for name, value in sent[e["event"]["event_id"]].items():
+            assert e["event"]["payload"][name] == value
     assert sorted(e["event"]["event_id"] for e in got["events"]) == sorted(
         x["event_id"] for x in p.mine
     )

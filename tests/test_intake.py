@@ -196,7 +196,11 @@ def test_a_processor_killed_mid_way_loses_nothing_and_forwards_each_event_once(
 ) -> None:
     docs = [raw(at=i) for i in range(3000)]
     inject(kafka_settings, [(d, []) for d in docs])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ISTORE_", "KAFKA_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k == "ISTORE_MASTER_KEY" or not k.startswith(("ISTORE_", "KAFKA_"))
+    }
     env["ISTORE_DATA_DIR"] = str(kafka_settings.data_dir)
     args = [
         sys.executable,

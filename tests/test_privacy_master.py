@@ -18,6 +18,7 @@ from interaction_store.settings import Settings
 
 pytestmark = pytest.mark.embedded_master_key
 
+
 def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 

@@ -16,6 +16,8 @@ from click.testing import CliRunner
 from interaction_store.cli import main
 from interaction_store.ingest import Ingest
 from interaction_store.log import open_log
+from interaction_store.privacy import open_key_store
+from interaction_store.privacy.sealing import letter_original, opener_of
 from interaction_store.settings import Settings
 from tests.factories import doc, raw
 from tests.test_log_behaviour import read_all
@@ -62,7 +64,8 @@ class PublishBehaviour:
             }
             assert all(r.event().recorded_at is not None for r in stored)
             dead = read_all(log, log.catalog.dead_letter.name)
-        assert [d.value for d in dead] == [bad_json, bad_field]
+        with open_key_store(settings) as keys:
+            assert [letter_original(keys, d) for d in dead] == [bad_json, bad_field]
         assert dead[0].headers["istore.source"] == f"{path}:2"
         assert dead[1].headers["istore.source"] == f"{path}:6"
         assert "not valid JSON" in dead[0].headers["istore.reason"]
@@ -122,7 +125,10 @@ class PublishBehaviour:
             [record] = read_all(log, log.catalog.by_name("interactions").name)
         stored = orjson.loads(record.value)
         assert stored["schema_version"] == 2
-        assert stored["payload"] == {"bounce_type": "hard", "reason": "gone"}
+        assert stored["payload"]["bounce_type"] == "hard"
+        assert stored["payload"]["reason"].startswith("enc:v1:")  # a bounce text is personal
+        (opened,) = opener_of(settings).open_events([record.event()])
+        assert opened.payload.reason == "gone"  # type: ignore[union-attr]
 
     def test_oversized_documents_are_rejected_with_the_limit(self, settings: Settings) -> None:
         huge = raw(type="email.sent", payload={"subject": "x", "preview_text": "y" * 100})

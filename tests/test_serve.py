@@ -106,7 +106,11 @@ def start(
 
 def clean_env(**istore: str) -> dict[str, str]:
     """This environment without any ISTORE_* / KAFKA_* setting, plus ``istore``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ISTORE_", "KAFKA_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k == "ISTORE_MASTER_KEY" or not k.startswith(("ISTORE_", "KAFKA_"))
+    }
     env["PYTHONPATH"] = str(ROOT / "src")
     env.update(istore)
     return env

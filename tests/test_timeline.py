@@ -587,7 +587,6 @@ def test_the_shipped_settings_load_from_the_projections_folder(
         ('"sms.failed" = "failed"', '"sms.failed" = "sent"', "corrections.\"sms.failed\" = 'sent'"),
         ('"sms.failed" = "failed"', '"web.page_viewed" = "x"', 'corrections."web.page_viewed"'),
         ("hidden_types = []", 'hidden_types = ["email.sent"]', 'corrections."email.delivered"'),
-        ('["text"]', '["text", "to_number"]', "preview.\"sms.sent\"[1] = 'to_number': is personal"),
         ('["title", "body"]', '["title", "image"]', "preview.\"push.sent\"[1] = 'image'"),
         ('["title", "body"]', '"title"', "preview.\"push.sent\" = 'title'"),
         ("[preview]", '[preview]\n"lead.created" = []', "'lead.created': its channel is not"),

@@ -18,7 +18,7 @@ from interaction_store.cli import main
 from interaction_store.cli import settings_of as _settings
 from interaction_store.ingest import Ingest
 from interaction_store.log import LogError, LogRecord, open_log
-from interaction_store.privacy.sealing import sealer_of
+from interaction_store.privacy.sealing import Opener, letter_original, sealer_of
 
 EXIT_LOG_UNAVAILABLE = 75
 """``istore publish`` when the log stopped taking batches (EX_TEMPFAIL: try again later)."""
@@ -146,17 +146,22 @@ def publish(ctx: click.Context, file: BinaryIO, batch_size: int | None, strict: 
         sys.exit(1)
 
 
-def _show(record: LogRecord, dead: bool) -> bytes:
+def _show(record: LogRecord, dead: bool, keys: Opener | None = None) -> bytes:
     value = record.value or b""  # None: a tombstone
     if dead:
-        return orjson.dumps(
-            {
-                "position": str(record.position),
-                "reason": record.headers.get("istore.reason"),
-                "source": record.headers.get("istore.source"),
-                "original": value.decode("utf-8", "replace"),
-            }
-        )
+        shown: dict[str, object] = {
+            "position": str(record.position),
+            "reason": record.headers.get("istore.reason"),
+            "source": record.headers.get("istore.source"),
+            "original": value.decode("utf-8", "replace"),
+        }
+        if keys is not None and '"sealed":true' in record.headers.get("istore.details", ""):
+            # Sealed under the subject's data key: opened for the operator (null once the
+            # subject is erased).
+            opened = letter_original(keys.keys, record)
+            shown["sealed"] = True
+            shown["original"] = None if opened is None else opened.decode("utf-8", "replace")
+        return orjson.dumps(shown)
     try:
         return orjson.dumps({"position": str(record.position), "event": orjson.loads(value)})
     except (orjson.JSONDecodeError, orjson.JSONEncodeError):
@@ -173,7 +178,8 @@ def _show(record: LogRecord, dead: bool) -> bytes:
 @click.pass_context
 def tail(ctx: click.Context, topic: str, follow: bool, from_offset: int, limit: int | None) -> None:
     """Print the events of TOPIC (a catalog name such as interactions, or the full name)
-    as JSON Lines: {"position": ..., "event": ...}; dead letters with reason and original."""
+    as JSON Lines: {"position": ..., "event": ...} as stored (personal fields sealed); dead
+    letters with reason and original (a sealed one opened with its subject's key)."""
     settings = _settings(ctx)
     out = sys.stdout.buffer
     printed = 0
@@ -181,11 +187,12 @@ def tail(ctx: click.Context, topic: str, follow: bool, from_offset: int, limit: 
         with open_log(settings) as log:
             spec = log.catalog.by_name(topic)
             dead = spec is log.catalog.dead_letter
+            keys = Opener.lazy(settings) if dead else None
             if follow:
                 start = {(spec.name, p): from_offset for p in log.partitions(spec.name)}
                 for batch in log.follow(start, [spec.name]):
                     for record in batch:
-                        out.write(_show(record, dead) + b"\n")
+                        out.write(_show(record, dead, keys) + b"\n")
                         printed += 1
                         if limit is not None and printed >= limit:
                             return
@@ -199,7 +206,7 @@ def tail(ctx: click.Context, topic: str, follow: bool, from_offset: int, limit: 
                     if not records:
                         break
                     for record in records:
-                        out.write(_show(record, dead) + b"\n")
+                        out.write(_show(record, dead, keys) + b"\n")
                         printed += 1
                         if limit is not None and printed >= limit:
                             return

@@ -186,7 +186,10 @@ def run(ctx: click.Context, once: bool, group: str | None, batch_size: int) -> N
 
     SIGTERM or Ctrl-C finishes the batch in hand, then stops.
     """
-    worker = ProjectionWorker(settings_of(ctx), batch_size)
+    try:
+        worker = ProjectionWorker(settings_of(ctx), batch_size)
+    except ERRORS as exc:  # no master key, or not the key store's: the worker does not start
+        raise fail(exc) from exc
 
     def stop(signum: int, frame: FrameType | None) -> None:
         click.echo("stopping after this batch", err=True)

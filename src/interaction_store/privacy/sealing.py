@@ -175,13 +175,15 @@ def seal_letters(sealer: Sealer, letters: Sequence[DeadLetter]) -> list[DeadLett
         ]
         fields = [str(v["field"]) for v in violations] or ["(document)"]
         rules = [str(v["rule"]) for v in violations] or [str(letter.details.get("rule", ""))]
+        # What the details say besides the violations' values (a conflict's rule, positions
+        # and digests) stays readable.
         summary: dict[str, Any] = {
+            **{k: v for k, v in letter.details.items() if k != "violations"},
             "sealed": True,
             "subject": subject,
-            "event_id": letter.details.get("event_id"),
-            "type": letter.details.get("type"),
-            "violations": violations,
         }
+        if isinstance(found, list):
+            summary["violations"] = violations
         key = lookup.keys.get(subject)
         if key is None:
             summary["erased"] = True
@@ -202,15 +204,16 @@ def seal_letters(sealer: Sealer, letters: Sequence[DeadLetter]) -> list[DeadLett
             "details": letter.details,
         }
         sealed = seal(key, subject, letter_id, LETTER_PATH, content)
-        out.append(
-            DeadLetter(
-                sealed.encode(),
-                f"rejected ({', '.join(rules)}) at {', '.join(fields)}; the "
-                f"document and the reason are sealed under the data key of subject {subject}",
-                letter.source,
-                summary,
-            )
+        # A rejection's reason echoes the refused values: it is sealed with the document. A
+        # conflict's names ids, positions and digests only, and stays.
+        reason = (
+            f"rejected ({', '.join(rules)}) at {', '.join(fields)}; the document and the "
+            f"reason are sealed under the data key of subject {subject}"
+            if isinstance(found, list)
+            else f"{letter.reason} (the document is sealed under the data key of subject "
+            f"{subject})"
         )
+        out.append(DeadLetter(sealed.encode(), reason, letter.source, summary))
     return out
 
 
