@@ -210,8 +210,7 @@ def seal_letters(sealer: Sealer, letters: Sequence[DeadLetter]) -> list[DeadLett
             f"rejected ({', '.join(rules)}) at {', '.join(fields)}; the document and the "
             f"reason are sealed under the data key of subject {subject}"
             if isinstance(found, list)
-            else f"{letter.reason} (the document is sealed under the data key of subject "
-            f"{subject})"
+            else f"{letter.reason} (the document: sealed under {subject}'s data key)"
         )
         out.append(DeadLetter(sealed.encode(), reason, letter.source, summary))
     return out
