@@ -35,6 +35,7 @@ from interaction_store.events import EVENT_TYPES, InteractionEvent
 from interaction_store.log.base import DeadLetter, EventLog, LogRecord, Position
 from interaction_store.privacy.sealing import Opener
 from interaction_store.projection.base import Projection
+from interaction_store.projection.erasure import ERASED_TYPE
 from interaction_store.views.base import Cursor, TrackedPositions, ViewStore
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class ProjectionRunner:
         self.log = log
         self.store = store
         self.opener = opener if opener is not None else Opener.lazy(log.settings)
+        self._scrub_pending = False
         self.projections = list(projections)
         self.names = sorted(names)
         self.batch_size = batch_size
@@ -304,6 +306,17 @@ class ProjectionRunner:
 
     def _process(self, records: Sequence[LogRecord]) -> None:
         decoded = self._decode(records)
+        if any(e.type == ERASED_TYPE for _, e in decoded):
+            self._scrub_pending = True
+        try:
+            self._apply_batch(records, decoded)
+        finally:
+            if self._scrub_pending:
+                # What the views just forgot must not stay in the store's files (SQLite's
+                # write-ahead log); busy: again after the next batch.
+                self._scrub_pending = not self.store.scrub()
+
+    def _apply_batch(self, records: Sequence[LogRecord], decoded: list[Record]) -> None:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 self._apply(records, decoded, one_by_one=False)

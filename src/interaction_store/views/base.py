@@ -73,6 +73,12 @@ class ViewStore(ABC):
             for statement in statements:
                 c.execute(statement)
 
+    def scrub(self) -> bool:
+        """Make rows just overwritten or deleted unrecoverable from the store's own files
+        (after an erasure); False if it could not now (try again later). A server database
+        has nothing to do here: its old row versions go with vacuum (see docs/privacy.md)."""
+        return True
+
     @abstractmethod
     def close(self) -> None:
         """Release connections."""

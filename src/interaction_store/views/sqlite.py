@@ -111,5 +111,17 @@ class SQLiteViewStore(ViewStore):
         # follows reads the latest rows. One lock for every name: SQLite has no finer one.
         cursor.execute(f"UPDATE {LOCKS_TABLE} SET name = name WHERE name = %s", (name,))
 
+    def scrub(self) -> bool:
+        """Copy the write-ahead log into the file and cut it to nothing: ``secure_delete``
+        overwrites forgotten values in the file, but the log keeps the pages as they were
+        until a checkpoint (at 64 MB) and keeps its bytes until the last connection closes.
+        False when a reader holds pages the checkpoint needs (busy)."""
+        # The writer's connection: no write of this process runs meanwhile.
+        with self.datastore.get_connection(commit=True) as conn:
+            cursor = conn.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            row = cursor.fetchone()
+        return row is None or int(row[0]) == 0
+
     def close(self) -> None:
         self.datastore.close()
