@@ -3,8 +3,10 @@ of the data folder."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +26,8 @@ _SCHEMA = (
     "CHECK ((wrapped IS NULL) = (destroyed_at IS NOT NULL)))",
     "CREATE TABLE IF NOT EXISTS key_store_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
 )
+
+log = logging.getLogger(__name__)
 
 
 class SQLiteKeyStore(KeyStore):
@@ -110,7 +114,7 @@ class SQLiteKeyStore(KeyStore):
             self._db.execute("COMMIT")
             # The write-ahead log still holds the page as it was, key included, until a
             # checkpoint copies the new page over the file's and the log is cut to nothing.
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._scrub()
         return row is not None, when
 
     def _check_value(self, candidate: bytes) -> bytes:
@@ -128,3 +132,18 @@ class SQLiteKeyStore(KeyStore):
     def close(self) -> None:
         with self._db_lock:
             self._db.close()
+
+    def _scrub(self) -> None:
+        """Checkpoint the write-ahead log and cut it to nothing (SQLite waits up to the
+        connection's timeout for another process's reader to let go); said on stderr if it
+        could not (the next destroy, or the last connection's close, scrubs it then)."""
+        for _ in range(2):
+            busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy is None or int(busy[0]) == 0:
+                return
+            time.sleep(0.1)
+        log.warning(
+            "%s: the write-ahead log could not be cut after a destroy (a reader held it): "
+            "the destroyed key's old page stays in keys.sqlite-wal until the next checkpoint",
+            self.where,
+        )
