@@ -32,6 +32,7 @@ from interaction_store.projection.registry import (
     build,
     default_definition,
     outdated,
+    stale_note,
 )
 from interaction_store.projection.runner import dead_letters, retry_dead_letters
 from interaction_store.projection.score_diff import diff_scores
@@ -130,7 +131,20 @@ class ProjectionWorker:
     ) -> RunStats:
         """Run these views (adding to ``stats``) until stopped, caught up (``once``) or the
         live set moved."""
-        projections = [build(i, self.settings) for i in infos]
+        projections = []
+        for info in infos:
+            projection = build(info, self.settings)
+            stale = projection.missing_columns(store)
+            if stale:
+                # Writing into it would set every event aside: it stays as it was (reads serve
+                # it) until a replay replaces it.
+                click.echo(f"{info.instance}: not updated, {stale_note(info, stale)}", err=True)
+                continue
+            projections.append(projection)
+        if not projections:
+            raise ViewError(
+                "no live view this version can update: replay them (istore views list says how)"
+            )
         runner = ProjectionRunner(
             log, store, projections, batch_size=self.batch_size, opener=self.opener
         )
@@ -317,6 +331,9 @@ def views_list(ctx: click.Context) -> None:
                 note = outdated(info, settings) if info.status == "live" else None
                 if note is not None:
                     click.echo(f"  {note}")
+                stale = build(info, settings).missing_columns(store)
+                if stale:
+                    click.echo(f"  {stale_note(info, stale)}")
     except ERRORS as exc:
         raise fail(exc) from exc
 

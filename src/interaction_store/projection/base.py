@@ -57,6 +57,20 @@ class Projection(ABC):
     def tables(self) -> dict[str, str]:
         """Short name -> the column list of each table, e.g. ``"contact_id TEXT, ..."``."""
 
+    def missing_columns(self, store: ViewStore) -> dict[str, list[str]]:
+        """Table -> the columns this code writes that the view's tables in ``store`` lack: a
+        view built by an older version (its tables exist; ``CREATE ... IF NOT EXISTS``
+        leaves them as they were). Empty when the layout is this code's."""
+        out: dict[str, list[str]] = {}
+        for name, spec in self.tables.items():
+            have = store.columns(self.table(name))
+            if have is None:
+                continue  # not made yet: made as this code says
+            lacking = [c for c in declared_columns(spec) if c not in have]
+            if lacking:
+                out[self.table(name)] = lacking
+        return out
+
     def schema(self, dialect: str) -> list[str]:
         """CREATE statements for the tables and their indexes."""
         return [
@@ -144,3 +158,26 @@ def select_in(
         cursor.execute(sql.format(ids=placeholders(len(part))), (*extra, *part))
         out.extend(cursor.fetchall())
     return out
+
+
+_CONSTRAINTS = ("PRIMARY", "UNIQUE", "CHECK", "FOREIGN", "CONSTRAINT")
+
+
+def declared_columns(spec: str) -> list[str]:
+    """The column names of a table's column list (``"a TEXT, b INT, PRIMARY KEY (a)"``)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(spec):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(spec[start:i])
+            start = i + 1
+    parts.append(spec[start:])
+    names = []
+    for part in parts:
+        words = part.split()
+        if words and words[0].upper() not in _CONSTRAINTS:
+            names.append(words[0].strip('"'))
+    return names

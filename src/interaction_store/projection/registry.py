@@ -293,3 +293,13 @@ def _model(name: str, texts: dict[str, str]) -> object:
         return read_model(texts[name], name).definition()
     except ValueError:
         return texts[name]  # unreadable: told apart by its text
+
+
+def stale_note(info: ViewInfo, missing: dict[str, list[str]]) -> str:
+    """What to do about a view whose tables an older version made (see
+    :meth:`Projection.missing_columns`)."""
+    lacking = "; ".join(f"{t} lacks {', '.join(cs)}" for t, cs in sorted(missing.items()))
+    return (
+        f"replay needed: built by an older version ({lacking}); `istore replay {info.kind} "
+        f"--as {info.kind}_v2`, then `istore views promote {info.kind}_v2`"
+    )

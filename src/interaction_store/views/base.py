@@ -73,6 +73,10 @@ class ViewStore(ABC):
             for statement in statements:
                 c.execute(statement)
 
+    @abstractmethod
+    def columns(self, table: str) -> set[str] | None:
+        """The columns a table has in the database, or None if it does not exist."""
+
     def scrub(self) -> bool:
         """Make rows just overwritten or deleted unrecoverable from the store's own files
         (after an erasure); False if it could not now (try again later). A server database

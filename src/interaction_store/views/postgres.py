@@ -159,6 +159,16 @@ class PostgresViewStore(ViewStore):
     def exclusive(self, cursor: Cursor, name: str) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
 
+    def columns(self, table: str) -> set[str] | None:
+        with self.reading() as c:
+            c.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = %s",
+                (table,),
+            )
+            names = {str(row[0]) for row in c.fetchall()}
+        return names or None
+
     def close(self) -> None:
         self.datastore.close()
 

@@ -111,6 +111,12 @@ class SQLiteViewStore(ViewStore):
         # follows reads the latest rows. One lock for every name: SQLite has no finer one.
         cursor.execute(f"UPDATE {LOCKS_TABLE} SET name = name WHERE name = %s", (name,))
 
+    def columns(self, table: str) -> set[str] | None:
+        with self.reading() as c:
+            c.execute("SELECT name FROM pragma_table_info(%s)", (table,))
+            names = {str(row[0]) for row in c.fetchall()}
+        return names or None
+
     def scrub(self) -> bool:
         """Copy the write-ahead log into the file and cut it to nothing: ``secure_delete``
         overwrites forgotten values in the file, but the log keeps the pages as they were
