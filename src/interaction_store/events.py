@@ -135,15 +135,19 @@ Url = Annotated[str, Field(min_length=1, max_length=4000, pattern=r"^[a-zA-Z][a-
 # --------------------------------------------------------------------------- envelope parts
 
 
+SUBJECT_KEYS = ("contact_id", "lead_id", "anonymous_id", "account_id")
+"""The subject ids, in the order the first one present keys the event (its partition key and
+its data subject)."""
+
+
 class Subject(_Strict):
-    """Who the event is about: a contact and/or a lead, or an anonymous visitor."""
+    """Who the event is about: a contact and/or a lead, an anonymous visitor, or an account."""
 
     model_config = ConfigDict(
         json_schema_extra={
             # What the validator below enforces, said in the schema for other languages.
             "anyOf": [
-                {"required": [k], "properties": {k: {"type": "string"}}}
-                for k in ("contact_id", "lead_id", "anonymous_id")
+                {"required": [k], "properties": {k: {"type": "string"}}} for k in SUBJECT_KEYS
             ]
         }
     )
@@ -160,10 +164,10 @@ class Subject(_Strict):
 
     @model_validator(mode="after")
     def _at_least_one(self) -> Subject:
-        if self.contact_id is None and self.lead_id is None and self.anonymous_id is None:
+        if all(getattr(self, k) is None for k in SUBJECT_KEYS):
             raise PydanticCustomError(
                 "subject_required",
-                "at least one of contact_id, lead_id or anonymous_id is required",
+                "at least one of contact_id, lead_id, anonymous_id or account_id is required",
             )
         return self
 
@@ -369,8 +373,24 @@ class ContactDetails(_Strict):
     guardian_contact_id: UUID | None = None
 
 
-class AccountCreated(_Strict):
+class AccountDetails(_Strict):
+    """An account's company data (not personal): its address and primary contact."""
+
+    street: str | None = Field(default=None, max_length=500)
+    city: str | None = Field(default=None, max_length=200)
+    postal_code: str | None = Field(default=None, max_length=40)
+    country: str | None = Field(default=None, max_length=100)
+    primary_contact_id: UUID | None = None
+
+
+class AccountCreated(AccountDetails):
     name: str = Field(min_length=1, max_length=500)
+
+
+class AccountUpdated(AccountDetails):
+    """Only the fields present change; absent ones keep their value."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=500)
 
 
 class AccountMembership(_Strict):
@@ -523,6 +543,7 @@ _TYPES: dict[str, tuple[type[BaseModel], int, str]] = {
     "contact.joined_account": (AccountMembership, 1, "The contact joined an account"),
     "contact.left_account": (AccountMembership, 1, "The contact left an account"),
     "account.created": (AccountCreated, 1, "An account (company) was created"),
+    "account.updated": (AccountUpdated, 1, "An account's details changed (absent = unchanged)"),
     "identity.linked": (IdentityLinked, 1, "An anonymous visitor was identified as a contact"),
     "lead.created": (LeadCreated, 1, "A lead was created, with a parent contact or account"),
     "lead.qualified": (LeadQualified, 1, "The lead was promoted to an opportunity"),
@@ -568,9 +589,10 @@ class InteractionEvent(_Strict):
 
     @property
     def key(self) -> str:
-        """The partition key: the contact where there is one, so its events keep order."""
+        """The partition key and data subject: the contact where there is one (so its events
+        keep order), else the lead, else the anonymous visitor, else the account."""
         s = self.subject
-        return str(s.contact_id or s.lead_id or s.anonymous_id)
+        return str(s.contact_id or s.lead_id or s.anonymous_id or s.account_id)
 
     def with_recorded_at(self, when: datetime) -> InteractionEvent:
         return (

@@ -74,8 +74,13 @@ class ReadAPI:
         cursor: str | None = None,
         permissions: Collection[str] | None = None,
         now: datetime | None = None,
+        statuses: Sequence[str] | None = None,
+        journeys: Sequence[str] | None = None,
+        campaigns: Sequence[str] | None = None,
     ) -> TimelinePage:
-        """One page of a contact's, lead's or account's timeline, newest first."""
+        """One page of a contact's, lead's or account's timeline, newest first; filters as
+        :meth:`Timeline.query` (``statuses``: a message's delivery status; ``journeys``,
+        ``campaigns``: its correlation ids)."""
         timeline = self.view("timeline")
         assert isinstance(timeline, Timeline)
         return timeline.query(
@@ -85,6 +90,9 @@ class ReadAPI:
             account_id=account_id,
             channels=channels,
             types=types,
+            statuses=statuses,
+            journeys=journeys,
+            campaigns=campaigns,
             since=since,
             until=until,
             limit=limit,

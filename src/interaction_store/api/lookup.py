@@ -7,7 +7,8 @@ An id is known when any live view holds a row about it:
 - a contact: the profiles (its own contact row, an account membership, a linked visitor, a lead
   it is the parent of), a timeline entry of any category, or the consent view;
 - a lead: the profiles (any lead event), a timeline entry, or a lead-scores row;
-- an account: the profiles (``account.created``, a membership, a lead it is the parent of).
+- an account: the profiles (``account.created`` or ``.updated``, a membership, a lead it is the
+  parent of), or a timeline entry of its own (an activity about the account alone).
 
 Existence is not filtered by the caller's categories: an id is not an interaction, and a
 timeline that shows a caller nothing answers an empty page, not a 404 that would say whether
@@ -43,6 +44,7 @@ PROBES: dict[Subject, tuple[_Probe, ...]] = {
     ),
     "account": (
         ("profiles", "accounts", "account_id = %s", ()),
+        ("timeline", "entries", "subject_kind = %s AND subject_id = %s", ("account",)),
         ("profiles", "members", "account_id = %s", ()),
         ("profiles", "leads", "parent_account_id = %s", ()),
     ),

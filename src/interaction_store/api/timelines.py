@@ -37,7 +37,10 @@ class TimelineEntryOut(BaseModel):
     type: str
     channel: str
     occurred_at: datetime
-    subject_kind: str = Field(description="The timeline it is on: contact, lead or anonymous")
+    subject_kind: str = Field(
+        description="The timeline it is on: contact, lead, anonymous, or account (an event "
+        "about the account alone)"
+    )
     subject_id: str
     permission: str = Field(description="The read category it needs")
     preview: dict[str, Any]
@@ -47,6 +50,9 @@ class TimelineEntryOut(BaseModel):
     message_id: str | None
     campaign_id: str | None
     journey_id: str | None
+    source: str | None = Field(
+        description="The envelope's source: the upstream system that published the event"
+    )
     message: dict[str, Any] | None = Field(
         description="For an open, click or reply: the preview of the message it is about"
     )
@@ -70,6 +76,9 @@ class TimelinePageOut(BaseModel):
 class TimelineQuery:
     channels: list[str] | None
     types: list[str] | None
+    statuses: list[str] | None
+    journeys: list[str] | None
+    campaigns: list[str] | None
     since: datetime | None
     until: datetime | None
     cursor: str | None
@@ -84,6 +93,26 @@ async def timeline_query(
     type_: Annotated[
         list[str] | None,
         Query(alias="type", description="Only these event types (repeatable), e.g. email.opened"),
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        Query(
+            description="Only messages (and stand-in delivery reports) whose delivery status is "
+            "one of these (repeatable): sent, delivered, bounced, failed (the statuses "
+            "`projections/timeline.toml` computes); other entries have none"
+        ),
+    ] = None,
+    journey: Annotated[
+        list[str] | None,
+        Query(
+            description="Only entries of these journeys (repeatable; correlation.journey_id)",
+        ),
+    ] = None,
+    campaign: Annotated[
+        list[str] | None,
+        Query(
+            description="Only entries of these campaigns (repeatable; correlation.campaign_id)",
+        ),
     ] = None,
     since: Annotated[
         AwareDatetime | None,
@@ -101,12 +130,16 @@ async def timeline_query(
     start, end = utc("from", since), utc("to", until)
     if start is not None and end is not None and start >= end:
         raise invalid("query", "from", start.isoformat(), f"must be before to ({end.isoformat()})")
+    for name, values in (("journey", journey), ("campaign", campaign)):
+        for value in values or ():
+            if not 1 <= len(value) <= 1000:
+                raise invalid("query", name, value, "must be 1 to 1000 characters (an id)")
     if cursor is not None:
         try:
             decode_cursor(cursor)
         except ValueError as exc:
             raise invalid("query", "cursor", cursor, str(exc)) from None
-    return TimelineQuery(channel, type_, start, end, cursor, limit)
+    return TimelineQuery(channel, type_, status, journey, campaign, start, end, cursor, limit)
 
 
 TimelineQueryDep = Annotated[TimelineQuery, Depends(timeline_query)]
@@ -128,6 +161,7 @@ def _timeline(
         for name, values, known in (
             ("channel", q.channels, s.channels),
             ("type", q.types, sorted(s.entry_types | s.corrections.keys())),
+            ("status", q.statuses, sorted(s.statuses)),
         ):
             strange = [v for v in values or () if v not in known]
             if strange:
@@ -140,6 +174,9 @@ def _timeline(
             account_id=sid if kind == "account" else None,
             channels=q.channels,
             types=q.types,
+            statuses=q.statuses,
+            journeys=q.journeys,
+            campaigns=q.campaigns,
             since=q.since,
             until=q.until,
             limit=q.limit,

@@ -16,7 +16,7 @@ import orjson
 
 from interaction_store.catalog import StreamCatalog
 from interaction_store.codec import EncodedEvent, decode
-from interaction_store.events import InteractionEvent
+from interaction_store.events import SUBJECT_KEYS, InteractionEvent
 from interaction_store.settings import Settings
 
 TYPE_HEADER = "istore.type"
@@ -99,7 +99,7 @@ class LogRecord:
             return self.stored_key
         try:
             subject = orjson.loads(self.value or b"null").get("subject") or {}
-            key = subject.get("contact_id") or subject.get("lead_id") or subject.get("anonymous_id")
+            key = next((subject[k] for k in SUBJECT_KEYS if subject.get(k)), None)
         except (orjson.JSONDecodeError, AttributeError):  # not JSON, or not an object
             return None
         return None if key is None else str(key)

@@ -21,7 +21,7 @@ import orjson
 from pydantic import BaseModel
 
 from interaction_store.codec import EncodedEvent, EventRejected, Violation
-from interaction_store.events import EVENT_TYPES, InteractionEvent
+from interaction_store.events import EVENT_TYPES, SUBJECT_KEYS, InteractionEvent
 from interaction_store.log.base import DeadLetter, LogRecord
 from interaction_store.privacy.cipher import SealedFieldError, is_sealed, open, seal
 from interaction_store.privacy.dropping import DROPPED_TEXT, without_personal_data
@@ -137,16 +137,19 @@ def letter_subject(original: bytes) -> str | None:
     subject = doc.get("subject") if isinstance(doc, dict) else None
     if not isinstance(subject, dict):
         return None
-    for name in ("contact_id", "lead_id"):
+    # The event key's order (InteractionEvent.key): contact, lead, anonymous, account.
+    for name in SUBJECT_KEYS:
         value = subject.get(name)
-        if isinstance(value, str) and value:
-            try:
-                return str(UUID(value))
-            except ValueError:
-                continue
-    anonymous = subject.get("anonymous_id")
-    if isinstance(anonymous, str) and 0 < len(anonymous.strip()) <= 200:
-        return anonymous.strip()
+        if not isinstance(value, str):
+            continue
+        if name == "anonymous_id":
+            if 0 < len(value.strip()) <= 200:
+                return value.strip()
+            continue
+        try:
+            return str(UUID(value))
+        except ValueError:
+            continue
     return None
 
 

@@ -36,6 +36,9 @@ LEAD_STATUS = {
 }
 
 CONTACT_FIELDS = ("first_name", "last_name", "email", "phone", "is_child", "guardian_contact_id")
+ACCOUNT_FIELDS = ("name", "street", "city", "postal_code", "country", "primary_contact_id")
+"""An account's fields: company data, none of it personal."""
+ACCOUNT_TYPES = ("account.created", "account.updated")
 
 _EVENT_COLUMNS = ("kind", "entity_id", "occurred_at", "event_id", "type", "doc")
 _EVENT_KEY = ("kind", "entity_id", "event_id")
@@ -52,7 +55,11 @@ _FOLDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         ("account_id", "contact_id", "member", "since"),
         ("account_id", "contact_id"),
     ),
-    "account": ("accounts", ("account_id", "name", "created_at"), ("account_id",)),
+    "account": (
+        "accounts",
+        ("account_id", *ACCOUNT_FIELDS, "created_at", "updated_at"),
+        ("account_id",),
+    ),
     "lead": (
         "leads",
         (
@@ -88,7 +95,9 @@ class Profiles(Projection):
             "contacts": "contact_id TEXT PRIMARY KEY, first_name TEXT, last_name TEXT, "
             "email TEXT, phone TEXT, is_child BOOLEAN, guardian_contact_id TEXT, "
             "merged_into TEXT, created_at TEXT, updated_at TEXT NOT NULL",
-            "accounts": "account_id TEXT PRIMARY KEY, name TEXT, created_at TEXT NOT NULL",
+            "accounts": "account_id TEXT PRIMARY KEY, name TEXT, street TEXT, city TEXT, "
+            "postal_code TEXT, country TEXT, primary_contact_id TEXT, created_at TEXT, "
+            "updated_at TEXT NOT NULL",
             "members": "account_id TEXT NOT NULL, contact_id TEXT NOT NULL, "
             "member BOOLEAN NOT NULL, since TEXT NOT NULL, PRIMARY KEY (account_id, contact_id)",
             "leads": "lead_id TEXT PRIMARY KEY, parent_contact_id TEXT, parent_account_id TEXT, "
@@ -126,7 +135,7 @@ class Profiles(Projection):
             return [("contact", str(s.contact_id)), ("contact", str(p.merged_contact_id))]
         if isinstance(p, AccountMembership) and s.contact_id:
             return [("member", f"{p.account_id}|{s.contact_id}")]
-        if t == "account.created":
+        if t in ACCOUNT_TYPES:
             account = s.account_id
             return [("account", str(account))] if account else []
         if t.startswith("lead.") and s.lead_id and t != "lead.sales_ready":
@@ -254,7 +263,17 @@ class Profiles(Projection):
         return (account_id, contact_id, last["type"] == "contact.joined_account", iso_of(last))
 
     def _fold_account(self, account_id: str, docs: list[dict[str, Any]]) -> tuple[Any, ...]:
-        return (account_id, docs[-1]["payload"]["name"], iso_of(docs[0]))
+        # Like a contact: each field as the latest event that gives it says; an update that
+        # arrives before its account.created leaves created_at null until that one comes.
+        row: dict[str, Any] = dict.fromkeys(ACCOUNT_FIELDS)
+        created = None
+        for d in docs:
+            if d["type"] == "account.created" and created is None:
+                created = iso_of(d)
+            for f in ACCOUNT_FIELDS:
+                if d["payload"].get(f) is not None:
+                    row[f] = d["payload"][f]
+        return (account_id, *(row[f] for f in ACCOUNT_FIELDS), created, iso_of(docs[-1]))
 
     def _fold_lead(self, lead_id: str, docs: list[dict[str, Any]]) -> tuple[Any, ...]:
         parent_contact = parent_account = topic = created = None

@@ -1,6 +1,6 @@
 """The subjects index: where in the log each event about a contact, lead or anonymous visitor
-is, so that everything about one person can be read back by position (a subject access export)
-without scanning the log.
+(or about an account alone) is, so that everything about one person can be read back by
+position (a subject access export) without scanning the log.
 
 A row per (subject, event, position). Rows are only ever added, keyed by the position, so the
 index is a function of the set of (position, event) pairs however they arrive; an event the
@@ -19,7 +19,7 @@ from interaction_store.projection.base import Projection, iso, placeholders
 from interaction_store.views.base import Cursor, ViewStore, insert_rows
 
 SubjectKind = str
-"""contact, lead or anonymous."""
+"""contact, lead, anonymous or account."""
 
 _COLUMNS = (
     "subject_kind",
@@ -66,7 +66,9 @@ class SubjectIndex(Projection):
     @staticmethod
     def subjects(event: InteractionEvent) -> list[tuple[SubjectKind, str]]:
         """Everyone an event is about: its subject's contact, lead and visitor, and the other
-        contact of a merge and the visitor of an identity link (named in the payload)."""
+        contact of a merge and the visitor of an identity link (named in the payload); the
+        account when it is the only subject (its key). An account beside a person is not
+        indexed: its contacts' events are theirs, and the index stays the size it was."""
         s, p = event.subject, event.payload
         out: list[tuple[str, str]] = []
         if s.contact_id is not None:
@@ -75,6 +77,8 @@ class SubjectIndex(Projection):
             out.append(("lead", str(s.lead_id)))
         if s.anonymous_id is not None:
             out.append(("anonymous", s.anonymous_id))
+        if not out and s.account_id is not None:
+            out.append(("account", str(s.account_id)))
         if isinstance(p, ContactsMerged):
             out.append(("contact", str(p.merged_contact_id)))
         elif isinstance(p, IdentityLinked):

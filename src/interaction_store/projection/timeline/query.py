@@ -24,7 +24,7 @@ _MAX_MERGE_DEPTH = 10  # a chain of merges longer than this is a data problem, n
 
 ENTRY_COLUMNS = (
     "subject_kind, subject_id, event_id, occurred_at, type, channel, permission, message_id, "
-    "campaign_id, journey_id, preview, status, status_at, status_detail"
+    "campaign_id, journey_id, preview, status, status_at, status_detail, source"
 )
 
 
@@ -48,6 +48,8 @@ class TimelineEntry:
     message_id: str | None
     campaign_id: str | None
     journey_id: str | None
+    source: str | None
+    """The envelope's ``source``: the upstream system that published the event."""
     message: dict[str, Any] | None = None
     """For an interaction with a message (an open, a click, a reply): that message's preview."""
 
@@ -128,6 +130,9 @@ def timelines_of(
     kind, subject_id = subject
     if kind in ("lead", "anonymous"):
         return [(kind, {subject_id})]
+    # An account's timeline: its own entries (events about the account alone) and its
+    # members'.
+    own = [("account", {subject_id})] if kind == "account" else []
     if profiles is None:
         return [("contact", {subject_id})]
     try:
@@ -166,27 +171,43 @@ def timelines_of(
             f"cannot read the profiles view {profiles.instance!r} ({exc}); run its "
             "projection into this store, or pass profiles=None for a contact's own entries"
         ) from exc
-    return [("contact", contacts), ("anonymous", visitors)]
+    return [("contact", contacts), ("anonymous", visitors), *own]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """A read's checked filters (None: no filter on that column)."""
+
+    channels: list[str] | None = None
+    types: list[str] | None = None
+    statuses: list[str] | None = None
+    journeys: list[str] | None = None
+    campaigns: list[str] | None = None
+    permissions: list[str] | None = None
+
+    def empty(self) -> bool:
+        """Whether some filter lists no value (nothing can match)."""
+        return any(v is not None and not v for v in vars(self).values())
 
 
 def conditions(
     s: TimelineSettings,
-    chosen: list[str] | None,
-    type_filter: list[str] | None,
-    status_filter: list[str] | None,
-    granted: list[str] | None,
+    f: Filters,
     since: datetime | None,
     until: datetime | None,
     window_start: datetime | None,
 ) -> tuple[list[str], list[Any]]:
     """The WHERE conditions (and their parameters) every timeline read shares."""
+    chosen, type_filter = f.channels, f.types
     where: list[str] = []
     params: list[Any] = []
     for column, values in (
         ("channel", chosen),
         ("type", type_filter),
-        ("status", status_filter),
-        ("permission", granted),
+        ("status", f.statuses),
+        ("journey_id", f.journeys),
+        ("campaign_id", f.campaigns),
+        ("permission", f.permissions),
     ):
         if values is not None:
             where.append(f"{column} IN ({placeholders(len(values))})")
@@ -325,12 +346,19 @@ def message_previews(
     }
 
 
-def choose(name: str, values: Any, allowed: Sequence[str]) -> list[str] | None:
-    """A filter's values, checked against what is allowed; None means no filter."""
+def choose(name: str, values: Any, allowed: Sequence[str] | None) -> list[str] | None:
+    """A filter's values, checked against what is allowed (None: any string of 1 to 1000
+    characters, an id); None means no filter."""
     if values is None:
         return None
+    example = allowed[0] if allowed else "an id"
     if isinstance(values, str) or not isinstance(values, Collection):
-        raise ValueError(f"{name} {values!r}: must be a list of strings, e.g. [{allowed[0]!r}]")
+        raise ValueError(f"{name} {values!r}: must be a list of strings, e.g. [{example!r}]")
+    if allowed is None:
+        bad = [v for v in values if not isinstance(v, str) or not 1 <= len(v) <= 1000]
+        if bad:
+            raise ValueError(f"{name} {bad[0]!r}: must be a string of 1 to 1000 characters")
+        return sorted(set(values))
     unknown = sorted(str(v) for v in values if v not in allowed)
     if unknown:
         raise ValueError(f"{name} {unknown!r}: unknown; the known ones are {', '.join(allowed)}")
@@ -343,7 +371,7 @@ def _instant(text: str | None) -> datetime | None:
 
 def entry(row: tuple[Any, ...], message: dict[str, Any] | None) -> TimelineEntry:
     kind, subject_id, event_id, when, event_type, channel, permission, message_id = row[:8]
-    campaign, journey, preview, status, status_at, detail = row[8:]
+    campaign, journey, preview, status, status_at, detail, source = row[8:]
     return TimelineEntry(
         event_id=event_id,
         type=event_type,
@@ -359,5 +387,6 @@ def entry(row: tuple[Any, ...], message: dict[str, Any] | None) -> TimelineEntry
         message_id=message_id,
         campaign_id=campaign,
         journey_id=journey,
+        source=source,
         message=message,
     )

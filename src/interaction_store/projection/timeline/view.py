@@ -18,6 +18,7 @@ from interaction_store.projection.profiles import Profiles
 from interaction_store.projection.timeline.query import (
     ENTRY_COLUMNS,
     MAX_LIMIT,
+    Filters,
     TimelinePage,
     choose,
     conditions,
@@ -48,6 +49,7 @@ _REPORT = (
     "journey_id",
     "status",
     "detail",
+    "source",
 )
 _REPORT_KEY = ("subject_kind", "subject_id", "event_id")
 _MessageKey = tuple[str, str, str, str]
@@ -95,7 +97,7 @@ class Timeline(Projection):
             "event_id TEXT NOT NULL, occurred_at TEXT NOT NULL, type TEXT NOT NULL, "
             "channel TEXT NOT NULL, permission TEXT NOT NULL, message_id TEXT, "
             "campaign_id TEXT, journey_id TEXT, preview TEXT NOT NULL, status TEXT, "
-            "status_at TEXT, status_detail TEXT, "
+            "status_at TEXT, status_detail TEXT, source TEXT, "
             # Also the read path: a subject's entries by time, scanned backwards from a cursor.
             "PRIMARY KEY (subject_kind, subject_id, occurred_at, event_id)",
             # Every delivery report, so a message's status can be worked out again from all
@@ -103,7 +105,7 @@ class Timeline(Projection):
             "reports": "subject_kind TEXT NOT NULL, subject_id TEXT NOT NULL, "
             "event_id TEXT NOT NULL, occurred_at TEXT NOT NULL, type TEXT NOT NULL, "
             "channel TEXT NOT NULL, message_id TEXT NOT NULL, campaign_id TEXT, "
-            "journey_id TEXT, status TEXT NOT NULL, detail TEXT NOT NULL, "
+            "journey_id TEXT, status TEXT NOT NULL, detail TEXT NOT NULL, source TEXT, "
             "PRIMARY KEY (subject_kind, subject_id, event_id)",
         } | self.erasures.tables
 
@@ -121,7 +123,8 @@ class Timeline(Projection):
 
     @staticmethod
     def subjects(event: InteractionEvent) -> list[tuple[str, str]]:
-        """The timelines an event is on: (subject_kind, subject_id)."""
+        """The timelines an event is on: (subject_kind, subject_id). An event about an
+        account alone (an activity or case of the company) is on the account's own."""
         s = event.subject
         out = []
         if s.contact_id is not None:
@@ -130,6 +133,8 @@ class Timeline(Projection):
             out.append(("lead", str(s.lead_id)))
         if not out and s.anonymous_id is not None:
             out.append(("anonymous", s.anonymous_id))
+        if not out and s.account_id is not None:
+            out.append(("account", str(s.account_id)))
         return out
 
     def _preview(self, event: InteractionEvent) -> str:
@@ -157,6 +162,7 @@ class Timeline(Projection):
             channel = event.channel
             corr = event.correlation
             head = (str(event.event_id), iso(event.occurred_at), event_type, channel)
+            source = event.source
             message = (corr.message_id, corr.campaign_id, corr.journey_id)
             on = self.subjects(event)
             preview = ERASED_PREVIEW if erased and erased & set(on) else self._preview(event)
@@ -164,7 +170,8 @@ class Timeline(Projection):
             if status is not None and corr.message_id is not None:
                 touched.add(corr.message_id)
                 reports += [
-                    (kind, subject_id, *head, *message, status, preview) for kind, subject_id in on
+                    (kind, subject_id, *head, *message, status, preview, source)
+                    for kind, subject_id in on
                 ]
                 continue
             if status is not None:
@@ -178,7 +185,7 @@ class Timeline(Projection):
                 state = (None, None, None)
             permission = s.permissions[channel]
             entries += [
-                (kind, subject_id, *head, permission, *message, preview, *state)
+                (kind, subject_id, *head, permission, *message, preview, *state, source)
                 for kind, subject_id in on
             ]
         insert_rows(cursor, self.table("entries"), _ENTRY, entries, _ENTRY_KEY)
@@ -216,7 +223,7 @@ class Timeline(Projection):
             shown: dict[_MessageKey, list[tuple[Any, ...]]] = defaultdict(list)
             cursor.execute(
                 "SELECT subject_kind, subject_id, channel, message_id, occurred_at, event_id, "
-                "type, status, detail, campaign_id, journey_id "
+                "type, status, detail, campaign_id, journey_id, source "
                 f"FROM {self.table('reports')} WHERE message_id IN ({placeholders(len(part))})",
                 part,
             )
@@ -248,13 +255,13 @@ class Timeline(Projection):
                     ]
                     deletes += [(kind, subject_id, *r[:2]) for r in stand_in]
                 elif latest is not None:
-                    when, event_id, event_type, _, detail, campaign, journey = history[0]
+                    when, event_id, event_type, _, detail, campaign, journey, by = history[0]
                     first = (when, event_id)
                     deletes += [(kind, subject_id, *r[:2]) for r in stand_in if r[:2] != first]
                     if not any(r[:2] == first and r[3:] == latest for r in stand_in):
                         head = (event_id, when, event_type, channel, s.permissions[channel])
                         ids = (message_id, campaign, journey)
-                        stand_ins.append((kind, subject_id, *head, *ids, detail, *latest))
+                        stand_ins.append((kind, subject_id, *head, *ids, detail, *latest, by))
         table = self.table("entries")
         if deletes:
             where = " AND ".join(f"{k} = %s" for k in _ENTRY_KEY)
@@ -275,6 +282,8 @@ class Timeline(Projection):
         channels: Sequence[str] | None = None,
         types: Sequence[str] | None = None,
         statuses: Sequence[str] | None = None,
+        journeys: Sequence[str] | None = None,
+        campaigns: Sequence[str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 50,
@@ -287,8 +296,11 @@ class Timeline(Projection):
 
         Exactly one subject: a contact (with the contacts merged into it and the anonymous
         visitors linked to it), a lead (lead-subject events only), an account (the timelines
-        of its current members) or an anonymous visitor. Filters combine with AND: channels,
-        types, statuses, ``since`` (inclusive) and ``until`` (exclusive). Without ``since``
+        of its current members, and its own: events about the account alone) or an anonymous
+        visitor. Filters combine with AND (each one's values with OR): channels, types,
+        statuses (a message's delivery status, :attr:`TimelineSettings.statuses`), journeys
+        and campaigns (``correlation.journey_id`` / ``campaign_id``), ``since`` (inclusive)
+        and ``until`` (exclusive). Without ``since``
         the window of ``window_days`` before ``now`` applies to the windowed channels.
         ``permissions`` are the read categories the caller holds (None: all); entries of
         other categories are neither returned nor counted. ``profiles`` is the profiles view
@@ -300,10 +312,14 @@ class Timeline(Projection):
         subject = subject_of(contact_id, lead_id, account_id, anonymous_id)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit {limit!r}: must be a whole number from 1 to {MAX_LIMIT}")
-        chosen = choose("channels", channels, s.channels)
-        type_filter = choose("types", types, sorted(s.entry_types | s.corrections.keys()))
-        status_filter = choose("statuses", statuses, sorted(s.statuses))
-        granted = choose("permissions", permissions, sorted(set(s.permissions.values())))
+        f = Filters(
+            channels=choose("channels", channels, s.channels),
+            types=choose("types", types, sorted(s.entry_types | s.corrections.keys())),
+            statuses=choose("statuses", statuses, sorted(s.statuses)),
+            journeys=choose("journeys", journeys, None),
+            campaigns=choose("campaigns", campaigns, None),
+            permissions=choose("permissions", permissions, sorted(set(s.permissions.values()))),
+        )
         for name, moment in (("since", since), ("until", until), ("now", now)):
             if moment is not None and (
                 not isinstance(moment, datetime) or moment.utcoffset() is None
@@ -322,12 +338,9 @@ class Timeline(Projection):
         window_start = None
         if since is None:
             window_start = (now or datetime.now(UTC)) - timedelta(days=s.window_days)
-        filters = [chosen, type_filter, status_filter, granted]
-        if any(values is not None and not values for values in filters):
+        if f.empty():
             return TimelinePage([], None, 0, window_start)  # a filter nothing can match
-        where, params = conditions(
-            s, chosen, type_filter, status_filter, granted, since, until, window_start
-        )
+        where, params = conditions(s, f, since, until, window_start)
         # No snapshot needed: the page and its count are one statement, and a merge or a
         # message preview committed between statements is at worst one page early.
         with store.reading(snapshot=False) as c:
@@ -335,7 +348,7 @@ class Timeline(Projection):
             page, more, total = read_page(
                 c, self.table("entries"), groups, where, params, after, limit
             )
-            messages = message_previews(c, self.table("entries"), s.sent_types, page, granted)
+            messages = message_previews(c, self.table("entries"), s.sent_types, page, f.permissions)
         sent_types = s.sent_types
         entries = [
             entry(row, None if row[4] in sent_types else messages.get((row[0], row[1], row[7])))
