@@ -1,6 +1,8 @@
 """The stream catalog: topics, their keys and partitions, and which event types go where.
 
-Read from ``streams/catalog.toml``; nothing else in the code names a topic.
+Read from ``streams/catalog.toml``; nothing else in the code names a topic. Loading it also
+installs the custom event types of ``streams/schemas/custom/`` (see :mod:`custom_types`), which
+route by the same ``event_types`` patterns (``custom.*``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TypeVar
 
+from interaction_store import custom_types
 from interaction_store.events import EVENT_TYPES
 from interaction_store.settings import Settings
 
@@ -61,6 +64,8 @@ class StreamCatalog:
     topics: dict[str, TopicSpec]
     dead_letter_logical: str
     intake_logical: str | None = None
+    custom_types: tuple[str, ...] = ()
+    """The custom types installed when this catalog loaded (``schemas/custom/``)."""
 
     @property
     def dead_letter(self) -> TopicSpec:
@@ -83,6 +88,13 @@ class StreamCatalog:
     def _routes(self) -> dict[str, TopicSpec]:
         return {name: self._route(name) for name in EVENT_TYPES}
 
+    def _custom_route(self, event_type: str) -> TopicSpec:
+        # Custom types are installed per process (the catalog that loaded last): routed
+        # when asked, so one installed after this catalog loaded still finds its topic.
+        if custom_types.find(event_type) is None:
+            raise CatalogError(f"unknown event type {event_type!r}")
+        return self._route(event_type)
+
     def _route(self, event_type: str) -> TopicSpec:
         hits = [t for t in self.event_topics if t.matches(event_type)]
         if len(hits) != 1:
@@ -98,7 +110,7 @@ class StreamCatalog:
         try:
             return self._routes[event_type]
         except KeyError:
-            raise CatalogError(f"unknown event type {event_type!r}") from None
+            return self._custom_route(event_type)
 
     def by_name(self, name: str) -> TopicSpec:
         """A topic by its logical name (``interactions``) or its full name."""
@@ -146,7 +158,13 @@ class StreamCatalog:
             raise CatalogError(f"{path}: topic names must be unique, got {names}")
         catalog = cls(topics=topics, dead_letter_logical=dead, intake_logical=intake)
         _ = catalog._routes  # every event type must route somewhere: fail at load, not later
-        return catalog
+        try:
+            installed = custom_types.install_from(settings.streams_dir)
+        except custom_types.CustomTypeError as exc:
+            raise CatalogError(str(exc)) from None
+        for name in installed:
+            catalog._route(name)
+        return replace(catalog, custom_types=tuple(installed))
 
 
 def _intake(spec: TopicSpec, settings: Settings, path: Path) -> TopicSpec:

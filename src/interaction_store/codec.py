@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from interaction_store import custom_types
+from interaction_store.custom_types import CHECKED, CustomEvent, CustomType
 from interaction_store.events import CURRENT_VERSIONS, EVENT_ADAPTER, EVENT_TYPES, InteractionEvent
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -331,9 +333,15 @@ def _decode_document(doc: Any) -> InteractionEvent:
         )
     # Not a string (a list, an object) is unknown too, and unhashable: test that first.
     if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
+        custom = custom_types.find(event_type) if isinstance(event_type, str) else None
+        if custom is not None:
+            return _decode_custom(custom, doc, event_id)
         rule_msg = (
             "type is required"
             if event_type is None
+            else f"unknown custom type: no schema streams/schemas/custom/{event_type}.json is "
+            "installed"
+            if isinstance(event_type, str) and event_type.startswith(custom_types.CUSTOM_PREFIX)
             else "unknown event type; see streams/schemas for the known ones"
         )
         raise EventRejected(event_id, None, [Violation("type", event_type, "known_type", rule_msg)])
@@ -359,6 +367,38 @@ def _decode_document(doc: Any) -> InteractionEvent:
         return EVENT_TYPES[event_type].model_validate(doc)
     except ValidationError as exc:
         raise EventRejected(event_id, event_type, _violations(exc)) from None
+
+
+def _decode_custom(custom: CustomType, doc: dict[str, Any], event_id: str | None) -> CustomEvent:
+    """A custom event: the envelope by the model, the payload by its type's JSON Schema, every
+    violation of both named at once."""
+    found: list[Violation] = []
+    version = doc.get("schema_version")
+    if (
+        not isinstance(version, int)
+        or isinstance(version, bool)
+        or not (1 <= version <= custom.schema_version)
+    ):
+        found.append(
+            Violation(
+                "schema_version",
+                version,
+                "known_schema_version",
+                "schema_version is required"
+                if version is None
+                else f"{custom.name} has schema versions 1 to {custom.schema_version}",
+            )
+        )
+    payload = doc.get("payload", {})
+    if isinstance(payload, dict):
+        found += [Violation(*v) for v in custom.violations(payload)]
+    try:
+        event = CustomEvent.model_validate(doc, context={CHECKED: True})
+    except ValidationError as exc:
+        found = [*_violations(exc), *(v for v in found if v.field != "schema_version")]
+    if found:
+        raise EventRejected(event_id, custom.name, found)
+    return event
 
 
 def _violations_of(model: type[InteractionEvent], doc: dict[str, Any]) -> list[Violation]:

@@ -14,8 +14,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
+from interaction_store import custom_types
 from interaction_store.codec import (
     KEEP_OF_OVERSIZED,
     MAX_EVENT_BYTES,
@@ -230,8 +232,8 @@ class Ingest:
                         ProcessPoolExecutor(
                             1,
                             mp_context=get_context("spawn"),
-                            initializer=die_with_parent,
-                            initargs=(os.getpid(),),
+                            initializer=_validation_worker,
+                            initargs=(os.getpid(), self.log.settings.streams_dir),
                         )
                     )
                 # Hand the next batch to the worker first, then publish this one meanwhile.
@@ -295,6 +297,13 @@ class Ingest:
                     report.examples.append(f"rejected: {outcome.error}")
         if progress is not None:
             progress(len(docs))
+
+
+def _validation_worker(parent: int, streams_dir: Path) -> None:
+    """Start a validation process: it ends with its parent, and knows the custom types its
+    parent's catalog installed (a spawned process starts with none)."""
+    die_with_parent(parent)
+    custom_types.install_from(streams_dir)
 
 
 def _conflict_letter(

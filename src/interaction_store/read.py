@@ -103,14 +103,15 @@ class ReadAPI:
         )
 
     def categories(self) -> dict[str, str]:
-        """The read category of each channel (an event type's first part), as the live
-        timeline's settings say; a channel not named has none (every reader sees it)."""
+        """The read category of each channel (an event type's first part), and of each
+        custom type by its name, as the live timeline's settings say; a channel not named has
+        none (every reader sees it)."""
         try:
             timeline = self.view("timeline")
             assert isinstance(timeline, Timeline)
-            return dict(timeline.settings.permissions)
+            return timeline.settings.categories()
         except ViewError:  # consent or scores read before any timeline was built
-            return dict(TimelineSettings.load(self.settings.projections_dir).permissions)
+            return TimelineSettings.load(self.settings.projections_dir).categories()
 
     def shown(self, permissions: Collection[str] | None) -> Callable[[str], bool] | None:
         """Whether a reader of ``permissions`` may see an event of a type, by the read
@@ -124,7 +125,7 @@ class ReadAPI:
             return None
 
         def shown(event_type: str) -> bool:
-            category = categories.get(event_type.split(".", 1)[0])
+            category = categories.get(event_type) or categories.get(event_type.split(".", 1)[0])
             return category is None or category in granted
 
         return shown

@@ -10,6 +10,7 @@ import orjson
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
+from interaction_store.custom_types import CUSTOM_FOLDER, CustomTypeError, check
 from interaction_store.events import (
     CURRENT_VERSIONS,
     EVENT_ADAPTER,
@@ -145,6 +146,18 @@ def drift(folder: Path) -> list[str]:
     for extra in folder.glob("*.json"):
         if extra.name not in docs:
             problems.append(f"{extra}: no such event type or version any more")
+    return problems
+
+
+def custom_problems(folder: Path) -> list[str]:
+    """What is wrong with the custom schemas in ``folder/custom/`` (each names its file and
+    the problem); empty when every one is a valid custom type or there are none."""
+    problems = []
+    for path in sorted((folder / CUSTOM_FOLDER).glob("*.json")):
+        try:
+            check(path)
+        except CustomTypeError as exc:
+            problems.append(str(exc))
     return problems
 
 

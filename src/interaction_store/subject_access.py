@@ -159,7 +159,11 @@ def _read_back(
     if opener is not None:
         events = opener.open_events(events)  # one key lookup for the page
     for x, event in zip(located, events, strict=True):
-        yield ExportedEvent(x.position, categories.get(event.channel), to_document(event))
+        yield ExportedEvent(
+            x.position,
+            categories.get(event.type) or categories.get(event.channel),
+            to_document(event),
+        )
 
 
 def read_positions(log: EventLog, positions: Sequence[Position]) -> dict[Position, LogRecord]:

@@ -32,6 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from interaction_store import custom_types
+from interaction_store.projection.timeline.settings import TimelineSettings
+from interaction_store.settings import Settings
+
 CATEGORIES = (
     "marketing_email",
     "sms",
@@ -42,7 +46,17 @@ CATEGORIES = (
     "chat",
     "activity",
 )
-"""Every read permission a timeline entry can need (``projections/timeline.toml``)."""
+"""Every read permission a built-in timeline entry can need (``projections/timeline.toml``);
+:func:`known_categories` adds those its custom types need."""
+
+
+def known_categories(settings: Settings) -> tuple[str, ...]:
+    """The built-in categories and those ``timeline.toml`` gives custom types (its
+    ``[custom."custom.<name>"]`` tables), which roles may then name ("*" includes them)."""
+    custom_types.ensure(settings.streams_dir)
+    custom = TimelineSettings.load(settings.projections_dir).custom.values()
+    return CATEGORIES + tuple(sorted({c.category for c in custom} - set(CATEGORIES)))
+
 
 KEY_PREFIX = "istore_"
 
@@ -141,29 +155,39 @@ class AccessConfig:
     source: str = "(access config)"
 
     @classmethod
-    def load(cls, path: Path) -> AccessConfig:
+    def load(cls, path: Path, categories: tuple[str, ...] = CATEGORIES) -> AccessConfig:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise AccessError(
                 f"{path}: no access file: create it with `istore keys create NAME --role ROLE`"
             ) from None
-        return cls.from_toml(text, str(path))
+        return cls.from_toml(text, str(path), categories)
 
     @classmethod
-    def from_toml(cls, text: str, source: str = "(access config)") -> AccessConfig:
+    def from_toml(
+        cls, text: str, source: str = "(access config)", categories: tuple[str, ...] = CATEGORIES
+    ) -> AccessConfig:
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise AccessError(f"{source}: not valid TOML: {exc}") from exc
-        return cls.from_dict(doc, source)
+        return cls.from_dict(doc, source, categories)
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any], source: str = "(access config)") -> AccessConfig:
+    def from_dict(
+        cls,
+        doc: Mapping[str, Any],
+        source: str = "(access config)",
+        categories: tuple[str, ...] = CATEGORIES,
+    ) -> AccessConfig:
         unknown = sorted(set(doc) - {"roles", "keys"})
         if unknown:
             raise AccessError(f"{source}: unknown section(s) {unknown}; expected roles, keys")
-        roles = {name: _role(name, body, source) for name, body in _table(doc, "roles", source)}
+        roles = {
+            name: _role(name, body, source, categories)
+            for name, body in _table(doc, "roles", source)
+        }
         keys: dict[str, tuple[str, str]] = {}
         for name, body in _table(doc, "keys", source):
             where = f"{source}: keys.{name}"
@@ -214,7 +238,7 @@ def _table(doc: Mapping[str, Any], name: str, source: str) -> list[tuple[str, An
 _FLAGS = ("consent", "scores", "publish", "erase", "export")
 
 
-def _role(name: str, body: Any, source: str) -> Role:
+def _role(name: str, body: Any, source: str, known: tuple[str, ...]) -> Role:
     where = f"{source}: roles.{name}"
     if not isinstance(body, Mapping):
         raise AccessError(f"{where} must be a table")
@@ -227,12 +251,13 @@ def _role(name: str, body: Any, source: str) -> Role:
     categories: set[str] = set()
     for category in read:
         if category == "*":
-            categories.update(CATEGORIES)
-        elif category in CATEGORIES:
+            categories.update(known)
+        elif category in known:
             categories.add(category)
         else:
             raise AccessError(
-                f"{where}.read: unknown category {category!r} (known: {', '.join(CATEGORIES)})"
+                f"{where}.read: unknown category {category!r} (known: {', '.join(known)}; a "
+                'custom type\'s is its [custom."custom.<name>"] category in timeline.toml)'
             )
     flags: dict[str, bool] = {}
     for flag in _FLAGS:
@@ -243,13 +268,13 @@ def _role(name: str, body: Any, source: str) -> Role:
     return Role(name, frozenset(categories), **flags)
 
 
-def add_key(path: Path, name: str, role: str) -> str:
+def add_key(path: Path, name: str, role: str, categories: tuple[str, ...] = CATEGORIES) -> str:
     """Add a key named ``name`` with ``role`` to the access file (created with the default
     roles when missing); return the new key, which is not stored anywhere."""
     if not name or not all(c.isalnum() or c in "-_" for c in name):
         raise AccessError(f"key name {name!r} may hold only letters, digits, '-' and '_'")
     text = path.read_text(encoding="utf-8") if path.exists() else DEFAULT_ROLES
-    config = AccessConfig.from_toml(text, str(path))
+    config = AccessConfig.from_toml(text, str(path), categories)
     if role not in config.roles:
         raise AccessError(f"role {role!r} is not in {path} (roles: {sorted(config.roles)})")
     if any(existing == name for existing, _ in config.keys.values()):
@@ -264,10 +289,10 @@ def add_key(path: Path, name: str, role: str) -> str:
     return key
 
 
-def revoke_key(path: Path, name: str) -> None:
+def revoke_key(path: Path, name: str, categories: tuple[str, ...] = CATEGORIES) -> None:
     """Remove the key named ``name`` from the access file."""
     text = path.read_text(encoding="utf-8")
-    config = AccessConfig.from_toml(text, str(path))
+    config = AccessConfig.from_toml(text, str(path), categories)
     if not any(existing == name for existing, _ in config.keys.values()):
         raise AccessError(f"{path} has no key named {name!r}")
     out: list[str] = []
@@ -278,7 +303,9 @@ def revoke_key(path: Path, name: str) -> None:
             skipping = stripped == f"[keys.{name}]"
         if not skipping:
             out.append(line)
-    AccessConfig.from_toml("".join(out), str(path))  # still valid before it replaces the file
+    AccessConfig.from_toml(
+        "".join(out), str(path), categories
+    )  # still valid before it replaces the file
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(out), encoding="utf-8")
     os.chmod(tmp, 0o600)

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from interaction_store import custom_types
 from interaction_store.api import consistency
 from interaction_store.api.auth import Publisher, services
 from interaction_store.api.errors import PROBLEM, APIError
@@ -191,7 +192,12 @@ _ENVELOPE: dict[str, Any] = {
     ],
     "properties": {
         "event_id": {"type": "string", "format": "uuid"},
-        "type": {"type": "string", "enum": sorted(EVENT_TYPES)},
+        "type": {
+            "type": "string",
+            "description": "A built-in type, or a custom one registered in "
+            "streams/schemas/custom/ (custom.<name>)",
+            "anyOf": [{"enum": sorted(EVENT_TYPES)}, {"pattern": custom_types.NAME.pattern}],
+        },
         "schema_version": {"type": "integer", "minimum": 1},
         "occurred_at": {"type": "string", "format": "date-time"},
         "recorded_at": {"type": "string", "format": "date-time"},

@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from functools import cached_property
 
-from interaction_store.api.access import AccessConfig
+from interaction_store.api.access import AccessConfig, known_categories
 from interaction_store.api.metrics import Metrics
 from interaction_store.erasure import Eraser
 from interaction_store.ingest import Ingest, Outcome, Validated
@@ -49,12 +49,16 @@ class Services:
         if self._access is None:
             with self._opening:
                 if self._access is None:
-                    self._access = AccessConfig.load(self.settings.access_path)
+                    self._access = self._load_access()
         return self._access
 
     def reload_access(self) -> None:
         """Read the access file again (after `istore keys create|revoke`)."""
-        self._access = AccessConfig.load(self.settings.access_path)
+        self._access = self._load_access()
+
+    def _load_access(self) -> AccessConfig:
+        known = known_categories(self.settings)
+        return AccessConfig.load(self.settings.access_path, known)
 
     @property
     def log(self) -> EventLog:

@@ -11,7 +11,7 @@ from uuid import UUID
 
 import click
 
-from interaction_store.api.access import AccessConfig, AccessError
+from interaction_store.api.access import AccessConfig, AccessError, known_categories
 from interaction_store.api.export import export_document
 from interaction_store.cli import fail, main, settings_of
 from interaction_store.cli.views import ERRORS
@@ -52,7 +52,8 @@ def export(ctx: click.Context, kind: str, id: str, output: Path | None, role: st
         permissions = None
         name = "cli"
         if role is not None:
-            roles = AccessConfig.load(settings.access_path).roles
+            known = known_categories(settings)
+            roles = AccessConfig.load(settings.access_path, known).roles
             if role not in roles:
                 raise AccessError(
                     f"--role {role!r}: no such role in {settings.access_path} "

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import click
 
-from interaction_store.api.access import AccessConfig, AccessError, add_key, revoke_key
+from interaction_store.api.access import (
+    AccessConfig,
+    AccessError,
+    add_key,
+    known_categories,
+    revoke_key,
+)
 from interaction_store.cli import USER_ERRORS, fail, main, settings_of
 
 ERRORS: tuple[type[Exception], ...] = (*USER_ERRORS, AccessError)
@@ -34,7 +40,7 @@ def create(ctx: click.Context, name: str, role: str) -> None:
     try:
         if path.parent == settings.data_dir:
             settings.private_data_dir()
-        key = add_key(path, name, role)
+        key = add_key(path, name, role, known_categories(settings))
     except ERRORS as exc:
         raise fail(exc) from exc
     click.echo(
@@ -47,9 +53,10 @@ def create(ctx: click.Context, name: str, role: str) -> None:
 @click.pass_context
 def list_keys(ctx: click.Context) -> None:
     """The roles and the keys' names and roles (never the keys)."""
-    path = settings_of(ctx).access_path
+    settings = settings_of(ctx)
+    path = settings.access_path
     try:
-        config = AccessConfig.load(path)
+        config = AccessConfig.load(path, known_categories(settings))
     except ERRORS as exc:
         raise fail(exc) from exc
     click.echo(f"# {path}")
@@ -71,9 +78,10 @@ def list_keys(ctx: click.Context) -> None:
 def revoke(ctx: click.Context, name: str) -> None:
     """Remove the key NAME. No restart needed: running services read the access file again
     when it changes, and refuse the key within about a second."""
-    path = settings_of(ctx).access_path
+    settings = settings_of(ctx)
+    path = settings.access_path
     try:
-        revoke_key(path, name)
+        revoke_key(path, name, known_categories(settings))
     except ERRORS as exc:
         raise fail(exc) from exc
     click.echo(f"key {name!r} removed from {path}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from contextlib import closing
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
@@ -19,6 +20,7 @@ from interaction_store.cli import settings_of as _settings
 from interaction_store.ingest import Ingest
 from interaction_store.log import LogError, LogRecord, open_log
 from interaction_store.privacy.sealing import Opener, letter_original, sealer_of
+from interaction_store.settings import Settings
 
 EXIT_LOG_UNAVAILABLE = 75
 """``istore publish`` when the log stopped taking batches (EX_TEMPFAIL: try again later)."""
@@ -33,7 +35,8 @@ def schemas(ctx: click.Context, check: bool) -> None:
     """Write the JSON Schemas of every event type into streams/schemas/."""
     from interaction_store import schemas as contract
 
-    folder = _settings(ctx).streams_dir / "schemas"
+    settings = _settings(ctx)
+    folder = settings.streams_dir / "schemas"
     if check:
         problems = contract.drift(folder)
         for p in problems:
@@ -43,9 +46,30 @@ def schemas(ctx: click.Context, check: bool) -> None:
                 f"{len(problems)} schema files drift from the models: run `istore schemas`"
             )
         click.echo(f"schemas in {folder} match the models")
-        return
-    written = contract.write(folder)
-    click.echo(f"wrote {len(written)} schemas to {folder}")
+    else:
+        written = contract.write(folder)
+        click.echo(f"wrote {len(written)} schemas to {folder}")
+    _check_custom(settings, folder)
+
+
+def _check_custom(settings: Settings, folder: Path) -> None:
+    """The custom schemas of ``folder/custom/``: each a valid JSON Schema of a custom type
+    (named and checked as startup checks it), and routed to one topic by the catalog."""
+    from interaction_store import schemas as contract
+
+    problems = contract.custom_problems(folder)
+    if not problems:
+        try:
+            customs = StreamCatalog.load(settings).custom_types
+        except CatalogError as exc:
+            problems = [str(exc)]
+        else:
+            if customs:
+                click.echo(f"custom types in {folder / 'custom'}: {', '.join(customs)}")
+    for p in problems:
+        click.echo(p, err=True)
+    if problems:
+        raise click.ClickException(f"{len(problems)} custom schema(s) cannot be used: fix them")
 
 
 # --------------------------------------------------------------------------- topics

@@ -24,7 +24,7 @@ import orjson
 from pydantic import SecretStr
 from tqdm import tqdm
 
-from interaction_store.api.access import AccessConfig, AccessError, add_key
+from interaction_store.api.access import AccessConfig, AccessError, add_key, known_categories
 from interaction_store.api.services import Services
 from interaction_store.cli import main, settings_of
 from interaction_store.cli.views import ERRORS, ProjectionWorker, summary
@@ -161,8 +161,9 @@ def ensure_access(settings: Settings) -> str | None:
     path = settings.access_path
     if path.parent == settings.data_dir:
         settings.private_data_dir()
+    known = known_categories(settings)
     if path.exists():
-        config = AccessConfig.load(path)
+        config = AccessConfig.load(path, known)
         click.echo(f"access: {path} has {len(config.keys)} key(s)", err=True)
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,11 +171,11 @@ def ensure_access(settings: Settings) -> str | None:
     # one volume) cannot both create the file and each announce a key the other overwrote.
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".access-") as folder:
         draft = Path(folder) / path.name
-        key = add_key(draft, "admin", "admin")
+        key = add_key(draft, "admin", "admin", known)
         try:
             os.link(draft, path)
         except FileExistsError:
-            config = AccessConfig.load(path)
+            config = AccessConfig.load(path, known)
             click.echo(f"access: {path} has {len(config.keys)} key(s)", err=True)
             return None
     click.echo(

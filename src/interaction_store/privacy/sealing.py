@@ -25,7 +25,7 @@ from interaction_store.events import EVENT_TYPES, SUBJECT_KEYS, InteractionEvent
 from interaction_store.log.base import DeadLetter, LogRecord
 from interaction_store.privacy.cipher import SealedFieldError, is_sealed, open, seal
 from interaction_store.privacy.dropping import DROPPED_TEXT, without_personal_data
-from interaction_store.privacy.fields import sealed_paths
+from interaction_store.privacy.fields import sealed_paths, sealed_paths_of
 from interaction_store.privacy.keystore import KeyStore, open_key_store
 from interaction_store.settings import Settings
 
@@ -36,11 +36,21 @@ UNREADABLE_TEXT = "(unreadable)"
 shows it so, and the worker goes on."""
 
 
-@functools.cache
 def _paths(event_type: str) -> tuple[tuple[str, str, str], ...]:
     """(path, part, field name) of each sealed field of a type."""
+    if event_type in EVENT_TYPES:
+        return _built_in_paths(event_type)
+    return _split(sealed_paths_of(event_type))  # a custom type's: installed per process
+
+
+@functools.cache
+def _built_in_paths(event_type: str) -> tuple[tuple[str, str, str], ...]:
+    return _split(sealed_paths().get(event_type, ()))
+
+
+def _split(paths: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
     out = []
-    for path in sealed_paths().get(event_type, ()):
+    for path in paths:
         head, name = path.split(".", 1)
         out.append((path, head, name))
     return tuple(out)
@@ -342,6 +352,8 @@ def stand_in(event_type: str, path: str, erased: bool) -> Any:
     view that forgets an erased subject's fields writes the same, so that a replay after the
     erasure (the key gone) gives the views the live erasure left."""
     head, name = path.split(".", 1)
+    if event_type not in EVENT_TYPES:  # a custom type's personal fields are all text
+        return DROPPED_TEXT if erased else UNREADABLE_TEXT
     model = EVENT_TYPES[event_type].model_fields[head].annotation
     info = model.model_fields[name]  # type: ignore[union-attr]
     if info.default_factory is not None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from interaction_store.events import ContactErased, IdentityLinked, InteractionEvent
-from interaction_store.privacy.fields import sealed_paths
+from interaction_store.privacy.fields import sealed_paths_of
 from interaction_store.privacy.sealing import stand_in
 from interaction_store.projection.base import select_in
 from interaction_store.views.base import Cursor, insert_rows
@@ -46,7 +46,7 @@ def forget_document(doc: dict[str, Any]) -> dict[str, Any]:
     ids stay): each as a replay reads it once the key is destroyed (:func:`stand_in`)."""
     out = dict(doc)
     event_type = str(doc.get("type"))
-    for path in sealed_paths().get(event_type, ()):
+    for path in sealed_paths_of(event_type):
         head, _, name = path.partition(".")
         part = out.get(head)
         if isinstance(part, dict) and part.get(name) is not None:

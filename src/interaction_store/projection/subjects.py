@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from interaction_store import custom_types
 from interaction_store.events import EVENT_TYPES, ContactsMerged, IdentityLinked, InteractionEvent
 from interaction_store.log.base import Position
 from interaction_store.projection.base import Projection, iso, placeholders
@@ -51,7 +52,11 @@ class SubjectIndex(Projection):
     """Subject -> the positions of the events about it (every event type, every topic)."""
 
     kind = "subjects"
-    event_types = frozenset(EVENT_TYPES)
+
+    def __init__(self, instance: str | None = None) -> None:
+        super().__init__(instance)
+        # The custom types too: an export must find every event about a person.
+        self.event_types = frozenset(EVENT_TYPES) | frozenset(custom_types.installed())
 
     @property
     def tables(self) -> dict[str, str]:

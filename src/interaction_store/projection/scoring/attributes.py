@@ -12,13 +12,22 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from interaction_store import custom_types
 from interaction_store.events import EVENT_TYPES, Correlation, InteractionEvent, Subject
 
 
-def _payload_fields(event_type: str) -> dict[str, Any]:
+def _payload_fields(event_type: str) -> dict[str, bool]:
+    """A type's payload fields, each with whether it is a mapping (a rule may name its keys):
+    a custom type's are its schema's top-level properties."""
+    custom = custom_types.find(event_type)
+    if custom is not None:
+        return {name: name in custom.mappings for name in custom.fields}
     payload = EVENT_TYPES[event_type].model_fields["payload"].annotation
     assert isinstance(payload, type) and issubclass(payload, BaseModel)
-    return dict(payload.model_fields)
+    return {
+        name: typing.get_origin(info.annotation) is dict
+        for name, info in payload.model_fields.items()
+    }
 
 
 def check_path(path: str, types: frozenset[str]) -> None:
@@ -40,9 +49,7 @@ def check_path(path: str, types: frozenset[str]) -> None:
                 f"{path!r}: no payload field {name!r} in {', '.join(sorted(types))} "
                 f"(their payload fields: {', '.join(known) or 'none'})"
             )
-        if key and not any(
-            typing.get_origin(_payload_fields(t)[name].annotation) is dict for t in having
-        ):
+        if key and not any(_payload_fields(t)[name] for t in having):
             raise ValueError(f"{path!r}: payload.{name} is not a mapping, so it has no keys")
         return
     raise ValueError(

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from interaction_store import custom_types
 from interaction_store.projection.scoring.model import ScoringModel
 from interaction_store.settings import Settings
 
@@ -114,4 +115,6 @@ def load_models(folder: Path) -> list[ScoringModel]:
 
 
 def models_folder(settings: Settings) -> Path:
+    """The settings' scoring-model folder; the custom types its rules may match installed."""
+    custom_types.ensure(settings.streams_dir)
     return settings.projections_dir / SCORING_FOLDER

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from interaction_store import custom_types
 from interaction_store.events import EVENT_TYPES, InteractionEvent
 from interaction_store.projection.scoring.attributes import check_path, getter
 
@@ -20,6 +21,13 @@ UNSCORED_TYPES = frozenset({"lead.sales_ready"})
 """Never scored: the projection emits these itself, and scoring them would feed back."""
 
 SCORABLE_TYPES = tuple(sorted(set(EVENT_TYPES) - UNSCORED_TYPES))
+"""The built-in types a rule may match; :func:`scorable_types` adds the custom ones."""
+
+
+def scorable_types() -> tuple[str, ...]:
+    """The types a rule may match: the built-in ones and the installed custom types."""
+    return SCORABLE_TYPES + tuple(sorted(custom_types.installed()))
+
 
 DAY_US = 86_400_000_000
 """A day in microseconds: instants are integers so windows compare exactly."""
@@ -114,7 +122,7 @@ class When(_Strict):
     @classmethod
     def _known(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in patterns:
-            if not any(fnmatch.fnmatchcase(t, pattern) for t in SCORABLE_TYPES):
+            if not any(fnmatch.fnmatchcase(t, pattern) for t in scorable_types()):
                 raise ValueError(
                     f"{pattern!r} matches no event type that can be scored "
                     "(see streams/schemas/ for the types, e.g. email.opened or web.*)"
@@ -137,7 +145,9 @@ class When(_Strict):
 
 def expand(patterns: Sequence[str]) -> frozenset[str]:
     """The event types some glob matches."""
-    return frozenset(t for t in SCORABLE_TYPES if any(fnmatch.fnmatchcase(t, p) for p in patterns))
+    return frozenset(
+        t for t in scorable_types() if any(fnmatch.fnmatchcase(t, p) for p in patterns)
+    )
 
 
 class Rule(_Strict):

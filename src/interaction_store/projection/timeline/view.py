@@ -11,6 +11,7 @@ from uuid import UUID
 
 import orjson
 
+from interaction_store import custom_types
 from interaction_store.events import InteractionEvent
 from interaction_store.projection.base import Projection, chunks, iso, placeholders
 from interaction_store.projection.erasure import ERASURE_TYPES, ErasedSubjects
@@ -80,6 +81,7 @@ class Timeline(Projection):
     @classmethod
     def from_settings(cls, settings: Settings, instance: str | None = None) -> Timeline:
         """The view with ``timeline.toml`` from the settings' projections folder."""
+        custom_types.ensure(settings.streams_dir)  # its [custom."..."] tables name them
         return cls(instance, TimelineSettings.load(settings.projections_dir))
 
     def __init__(self, instance: str | None = None, settings: TimelineSettings | None = None):
@@ -159,7 +161,7 @@ class Timeline(Projection):
             event_type = event.type
             if event_type not in self._wanted:
                 continue
-            channel = event.channel
+            channel = s.channel_of(event_type)
             corr = event.correlation
             head = (str(event.event_id), iso(event.occurred_at), event_type, channel)
             source = event.source
