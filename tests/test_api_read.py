@@ -132,11 +132,12 @@ CATEGORY = {
     "event": "event",
     "chat": "chat",
     "activity": "activity",
+    "opportunity": "opportunity",
 }
 SEES = {
     "admin": set(CATEGORY),
     "marketing": {"email", "sms", "push", "web", "form", "event"},
-    "sales": {"email", "event", "form", "web", "chat", "activity"},
+    "sales": {"email", "event", "form", "web", "chat", "activity", "opportunity"},
     "service": {"chat", "activity"},
 }
 

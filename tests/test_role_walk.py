@@ -253,7 +253,9 @@ class Walk:
             return answer | {"scores": [self.score(s, False) for s in answer["scores"]]}
         if schema == "LeadScoreOut":
             return self.score(answer, answer["explanation"] is not None)
-        if schema in ("PositionsOut", "Receipt"):
+        if schema in ("PositionsOut", "Receipt", "SalesReadyLeadsOut"):
+            # The queue names leads and whole scores (what sales-readiness is decided on),
+            # no event of any category.
             return answer
         if schema == "ContactExportOut":
             # Only roles that read every category may export (admin, privacy): admin's export.
@@ -275,7 +277,12 @@ def path_values(w: World) -> dict[str, list[str]]:
     }
 
 
-REQUIRED: dict[str, list[Any]] = {"channel": ["email", "sms"], "purpose": ["commercial"]}
+REQUIRED: dict[str, list[Any]] = {
+    "channel": ["email", "sms"],
+    "purpose": ["commercial"],
+    "model": ["marketing-engagement", "sales-signals"],
+    "sales_ready": [True],
+}
 """Values of every required query parameter (a new one fails the walk until it is here)."""
 
 

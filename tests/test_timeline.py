@@ -577,7 +577,7 @@ def test_the_shipped_settings_load_from_the_projections_folder(
         ("window_days = 365", 'window_days = "a year"', "window_days = 'a year'"),
         ("window_days = 365", "", "window_days is missing"),
         ("window_days = 365", "window_day = 365", "window_day = 365: unknown key"),
-        ('"activity"]\n', '"activity", "fax"]\n', "channels[8] = 'fax'"),
+        ('"opportunity"]\n', '"opportunity", "fax"]\n', "channels[9] = 'fax'"),
         (
             '["email", "sms", "push", "web", "form", "event"]',
             '["email", "chat", "consent"]',

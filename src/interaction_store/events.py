@@ -397,10 +397,50 @@ class AccountMembership(_Strict):
     account_id: UUID
 
 
+LeadSource = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        description="Where the lead came from, e.g. web, event, referral, advertisement",
+    ),
+]
+
+
 class LeadCreated(_Strict):
     topic: str = Field(default="", max_length=500, description="What the lead is interested in")
     parent_contact_id: UUID | None = None
     parent_account_id: UUID | None = None
+    source: LeadSource | None = None
+
+
+class LeadUpdated(_Strict):
+    """Only the fields given change. The parents move together: naming either parent sets
+    both (one not named is cleared), so a lead moved to an account alone loses its contact."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            # What the validator below enforces, said in the schema for other languages.
+            "anyOf": [
+                {"required": [k], "properties": {k: {"type": "string"}}}
+                for k in ("topic", "source", "parent_contact_id", "parent_account_id")
+            ]
+        }
+    )
+
+    topic: str | None = Field(default=None, max_length=500)
+    source: LeadSource | None = None
+    parent_contact_id: UUID | None = None
+    parent_account_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> LeadUpdated:
+        if all(v is None for v in self.model_dump().values()):
+            raise PydanticCustomError(
+                "lead_update_empty",
+                "at least one of topic, source, parent_contact_id or parent_account_id is required",
+            )
+        return self
 
 
 class LeadQualified(_Strict):
@@ -415,6 +455,55 @@ class LeadSalesReady(_Strict):
     model: NonEmpty
     score: float
     threshold: float
+    returned_by: UUID | None = Field(
+        default=None,
+        description="The lead.returned_to_marketing event that opened this scoring episode; "
+        "none in the lead's first",
+    )
+
+
+Currency = Annotated[
+    str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code in capitals, e.g. EUR")
+]
+Money = Annotated[float, Field(ge=0, le=1e15)]
+OpportunityId = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class OpportunityCreated(_Strict):
+    """A deal to close; from a qualified lead when ``lead_id`` is given. The subject names
+    the contact (and account) it is with."""
+
+    model_config = ConfigDict(json_schema_extra={"dependentRequired": {"value": ["currency"]}})
+
+    opportunity_id: OpportunityId
+    lead_id: UUID | None = Field(default=None, description="The lead it was qualified from")
+    name: str = Field(default="", max_length=500, description="What is being sold")
+    value: Money | None = Field(default=None, description="Estimated value")
+    currency: Currency | None = None
+
+    @model_validator(mode="after")
+    def _priced(self) -> OpportunityCreated:
+        if self.value is not None and self.currency is None:
+            raise PydanticCustomError("currency_required", "a value needs its currency")
+        return self
+
+
+class OpportunityStageChanged(_Strict):
+    opportunity_id: OpportunityId
+    stage: str = Field(min_length=1, max_length=100, description="e.g. qualify, develop, propose")
+
+
+class OpportunityWon(_Strict):
+    opportunity_id: OpportunityId
+    value: Money = Field(description="The actual value")
+    currency: Currency
+
+
+class OpportunityLost(_Strict):
+    opportunity_id: OpportunityId
+    value: Money = Field(description="The value lost")
+    currency: Currency
+    reason: Annotated[str, SEALABLE] = personal(default="", max_length=2000)
 
 
 class IdentityLinked(_Strict):
@@ -546,10 +635,15 @@ _TYPES: dict[str, tuple[type[BaseModel], int, str]] = {
     "account.updated": (AccountUpdated, 1, "An account's details changed (absent = unchanged)"),
     "identity.linked": (IdentityLinked, 1, "An anonymous visitor was identified as a contact"),
     "lead.created": (LeadCreated, 1, "A lead was created, with a parent contact or account"),
+    "lead.updated": (LeadUpdated, 1, "A lead's topic, source or parents changed"),
     "lead.qualified": (LeadQualified, 1, "The lead was promoted to an opportunity"),
     "lead.returned_to_marketing": (LeadReason, 1, "Sales returned the lead to marketing"),
     "lead.disqualified": (LeadReason, 1, "The lead was disqualified"),
     "lead.sales_ready": (LeadSalesReady, 1, "The lead's score crossed a model's threshold"),
+    "opportunity.created": (OpportunityCreated, 1, "An opportunity (a deal) was opened"),
+    "opportunity.stage_changed": (OpportunityStageChanged, 1, "The opportunity moved on"),
+    "opportunity.won": (OpportunityWon, 1, "The opportunity was won"),
+    "opportunity.lost": (OpportunityLost, 1, "The opportunity was lost"),
     "consent.preferences_changed": (PreferencesChanged, 1, "Contact preferences changed"),
     "consent.subscription_joined": (SubscriptionJoined, 1, "Joined a subscription list"),
     "consent.subscription_left": (SubscriptionLeft, 1, "Left a subscription list"),

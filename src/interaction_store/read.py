@@ -24,7 +24,14 @@ from interaction_store.projection.consent import (
 )
 from interaction_store.projection.erasure import ERASED_TEXT
 from interaction_store.projection.registry import ViewError, ViewRegistry, build
-from interaction_store.projection.scoring import Explanation, LeadScore, explain, lead_scores
+from interaction_store.projection.scoring import (
+    Explanation,
+    LeadScore,
+    SalesReadyPage,
+    explain,
+    lead_scores,
+    sales_ready_leads,
+)
 from interaction_store.projection.timeline import Timeline, TimelinePage, TimelineSettings
 from interaction_store.settings import Settings
 from interaction_store.views import ViewStore, open_store
@@ -239,6 +246,25 @@ class ReadAPI:
             instance=self.view("lead_scores").instance,
             as_of=as_of,
             shown=self.shown(permissions),
+        )
+
+    def sales_ready_leads(
+        self,
+        model: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        lead_status: str | None = None,
+    ) -> SalesReadyPage:
+        """A seller's queue: one page of the leads sales-ready under ``model`` in their
+        current scoring episode, the most recently sales-ready first."""
+        return sales_ready_leads(
+            self.store,
+            model,
+            instance=self.view("lead_scores").instance,
+            limit=limit,
+            cursor=cursor,
+            lead_status=lead_status,
         )
 
     def positions(self) -> dict[str, dict[tuple[str, int], int]]:

@@ -48,7 +48,8 @@ class Person:
     leads: list[str]
     merges: list[MergeLink]
     profile: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    """The profiles view's rows about them: contacts, identities, leads, memberships."""
+    """The profiles view's rows about them: contacts, identities, leads, memberships,
+    opportunities."""
 
     def subjects(self) -> dict[str, list[str]]:
         return {"contact": self.contacts, "anonymous": self.anonymous_ids, "lead": self.leads}
@@ -60,6 +61,7 @@ _PROFILE_ROWS = {
     "identities": ("identities", "contact_id"),
     "leads": ("leads", "parent_contact_id"),
     "memberships": ("members", "contact_id"),
+    "opportunities": ("opportunities", "contact_id"),
 }
 
 _BOOLEANS = frozenset({"is_child", "member"})

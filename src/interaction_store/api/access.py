@@ -45,6 +45,7 @@ CATEGORIES = (
     "event",
     "chat",
     "activity",
+    "opportunity",
 )
 """Every read permission a built-in timeline entry can need (``projections/timeline.toml``);
 :func:`known_categories` adds those its custom types need."""
@@ -68,7 +69,7 @@ DEFAULT_ROLES = """\
 # about a contact (subject access: its events of the `read` categories, and its consent, scores
 # and profile).
 # Categories: marketing_email, sms, push_notification, website, marketing_form, event, chat,
-# activity ("*" for all).
+# activity, opportunity ("*" for all).
 
 [roles.admin]
 read = ["*"]
@@ -85,7 +86,7 @@ scores = true
 publish = false
 
 [roles.sales]
-read = ["marketing_email", "event", "marketing_form", "website", "chat", "activity"]
+read = ["marketing_email", "event", "marketing_form", "website", "chat", "activity", "opportunity"]
 consent = false
 scores = true
 publish = false

@@ -94,7 +94,8 @@ class ContactExportOut(BaseModel):
     )
     person: PersonOut
     profile: dict[str, list[dict[str, Any]]] = Field(
-        description="The profiles view's rows: contacts, identities, leads, memberships"
+        description="The profiles view's rows: contacts, identities, leads, memberships, "
+        "opportunities"
     )
     consent: ConsentOut | None = Field(description="null: no consent event about the person")
     consent_audit: list[AuditEntryOut] = Field(description="Every consent change, oldest first")

@@ -1,5 +1,5 @@
 """The lead-score routes: a lead's score under each scoring model, or one model's score with
-the events and rules behind it."""
+the events and rules behind it; and a seller's queue, the leads sales-ready under a model."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from interaction_store.api.access import Principal
 from interaction_store.api.auth import ScoresReader
 from interaction_store.api.errors import APIError
 from interaction_store.api.parameters import AsOf, Svc, id_path, utc
-from interaction_store.api.problems import READ_ERRORS, answering, unknown
+from interaction_store.api.problems import READ_ERRORS, answering, invalid, unknown
 from interaction_store.api.services import Services
 from interaction_store.api.waits import ReadAfter, ReadAfterDep
 from interaction_store.projection.scoring import (
@@ -25,7 +25,9 @@ from interaction_store.projection.scoring import (
     Explanation,
     LeadScores,
     UnknownLead,
+    UnknownModel,
 )
+from interaction_store.projection.scoring.queue import LEAD_STATUSES, MAX_LIMIT
 
 router = APIRouter(tags=["read"])
 
@@ -122,8 +124,13 @@ class LeadScoreOut(BaseModel):
     )
     as_of: datetime | None
     threshold: float
-    sales_ready: bool
+    sales_ready: bool = Field(description="Sales-ready in its current scoring episode")
     sales_ready_at: datetime | None
+    episode: int = Field(
+        default=0,
+        description="The scoring episode: 0 until sales first returns the lead to marketing, "
+        "then one more at each return (each can hand the lead over once)",
+    )
     explanation: ExplanationOut | None = Field(default=None, description="With `explain=true` only")
 
 
@@ -229,3 +236,75 @@ def lead_score(
                     explanation = ExplanationOut.of(explained)
             chosen = chosen.model_copy(update={"explanation": explanation})
     return chosen
+
+
+class QueuedLeadOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    lead_id: str
+    score: float
+    grade: str | None
+    sales_ready_at: datetime = Field(description="When it became sales-ready in this episode")
+    episode: int
+    lead_status: str = Field(description="open, qualified or disqualified")
+    topic: str | None
+    source: str | None
+    parent_contact_id: str | None
+    parent_account_id: str | None
+
+
+class SalesReadyLeadsOut(BaseModel):
+    model: str
+    leads: list[QueuedLeadOut] = Field(description="The most recently sales-ready first")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last")
+
+
+@router.get(
+    "/v1/leads",
+    summary="A seller's queue: the leads sales-ready under a scoring model, newest first",
+    response_model=SalesReadyLeadsOut,
+    responses=READ_ERRORS,
+)
+def sales_ready_leads(
+    reader: ScoresReader,
+    svc: Svc,
+    after: ReadAfterDep,
+    model: Annotated[str, Query(description="The scoring model's name")],
+    sales_ready: Annotated[
+        bool, Query(description="Must be true: the leads listed are the sales-ready ones")
+    ],
+    lead_status: Annotated[
+        str | None,
+        Query(description=f"Only leads of this status: {', '.join(LEAD_STATUSES)}"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    cursor: Annotated[str | None, Query(description="From the previous page")] = None,
+) -> SalesReadyLeadsOut:
+    if not sales_ready:
+        raise invalid(
+            "query", "sales_ready", sales_ready, "only true is served: no listing of every lead"
+        )
+    if lead_status is not None and lead_status not in LEAD_STATUSES:
+        raise invalid("query", "lead_status", lead_status, f"one of {', '.join(LEAD_STATUSES)}")
+    with answering():
+        view = svc.read.view("lead_scores")
+        try:
+            page = svc.read.sales_ready_leads(
+                model, limit=limit, cursor=cursor, lead_status=lead_status
+            )
+        except UnknownModel:
+            names = sorted(view.models) if isinstance(view, LeadScores) else []
+            raise APIError(
+                404,
+                f"no scoring model {model!r} in the live lead-scores view {view.instance!r}; "
+                f"it has {', '.join(names)}",
+                model=model,
+                models=names,
+            ) from None
+        except ValueError as exc:
+            raise invalid("query", "cursor", cursor, str(exc)) from None
+    return SalesReadyLeadsOut(
+        model=page.model,
+        leads=[QueuedLeadOut.model_validate(x) for x in page.leads],
+        next_cursor=page.next_cursor,
+    )

@@ -177,6 +177,11 @@ DISQUALIFY = {
     "es": ("Sin presupuesto este año", "Eligió a un competidor", "Proyecto cancelado",
            "Datos de contacto no válidos"),
 }  # fmt: skip
+LOST = {
+    "fr": ("Prix trop élevé", "A choisi un concurrent", "Projet reporté"),
+    "es": ("Precio demasiado alto", "Eligió a un competidor", "Proyecto aplazado"),
+}  # fmt: skip
+STAGES = ("develop", "propose", "close")
 RETURN = {
     "fr": ("Pas encore prêt : à relancer dans six mois", "Attend la fin de son contrat actuel"),
     "es": ("Aún no está listo: volver a contactar en seis meses",

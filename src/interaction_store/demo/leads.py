@@ -1,5 +1,6 @@
 """Leads: a contact asking sales to call back, account-based leads on a whole company, and
-business cards from trade shows; then sales' call and decision on each."""
+business cards from trade shows; then sales' call and decision on each, and the opportunity a
+qualified one becomes."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from interaction_store.demo.content import (
     CONTACT_PAGE,
     DISQUALIFY,
     LEAD_TOPICS,
+    LOST,
     PAGES,
     PRICING,
     RETURN,
     SITE,
+    STAGES,
     language,
 )
 from interaction_store.demo.people import Account, Contact
@@ -48,7 +51,7 @@ class Leads(Part):
         created = submitted + 2 * SEC
         lead = {"topic": topic, "parent_contact_id": c.id}
         self.later(created, "lead.created", "journeys", lead_subj, lead, None, c)
-        self._follow_up(created, lead_subj, c.lang)
+        self._follow_up(created, lead_subj, c.lang, topic)
 
     def account_lead(self, t: int, account: Account) -> None:
         # Account-based marketing: a lead on the whole company, scored from all its contacts.
@@ -56,7 +59,7 @@ class Leads(Part):
         lead_subj = {"lead_id": self.clock.uid(), "account_id": account.id}
         lead = {"topic": topic, "parent_account_id": account.id}
         self.later(t, "lead.created", "sales", lead_subj, lead)
-        self._follow_up(t, lead_subj, account.lang)
+        self._follow_up(t, lead_subj, account.lang, topic)
 
     def orphan(self, t: int, k: int, count: int) -> None:
         """A business card from a trade show: a lead with no parent contact or account."""
@@ -71,7 +74,7 @@ class Leads(Part):
         if k + 1 < count:
             self.at(clock.spread(k + 1, count), self.orphan, k + 1, count)
 
-    def _follow_up(self, t: int, lead_subj: Doc, lang: str) -> None:
+    def _follow_up(self, t: int, lead_subj: Doc, lang: str, topic: str = "") -> None:
         """Sales calls to qualify the lead, then qualifies, disqualifies or returns it (or has
         not decided yet)."""
         rng = self.rng
@@ -96,3 +99,26 @@ class Leads(Part):
         else:
             return
         self.later(decided, etype, "sales", lead_subj, decision)
+        if etype == "lead.qualified":
+            self._opportunity(decided, lead_subj, lang, decision["opportunity_id"], topic)
+
+    def _opportunity(self, t: int, lead_subj: Doc, lang: str, deal_id: str, topic: str) -> None:
+        """The deal a qualified lead became: opened, moved through the stages, then won, lost
+        or still open. Drawn from its id alone (no draw of the shared generator shifts the
+        rest of the simulation)."""
+        n = int(deal_id.removeprefix("OPP-"))
+        value, money = float(1000 * (n % 90 + 10)), {"currency": "EUR"}
+        deal = {"opportunity_id": deal_id}
+        opened = {"lead_id": lead_subj["lead_id"], "name": topic, "value": value, **money}
+        self.later(t + HOUR, "opportunity.created", "sales", lead_subj, deal | opened)
+        for i, stage in enumerate(STAGES[: n % 4]):
+            at = t + (i + 1) * 7 * DAY
+            self.later(at, "opportunity.stage_changed", "sales", lead_subj, deal | {"stage": stage})
+        closed = t + 30 * DAY
+        if n % 3 == 0:
+            self.later(
+                closed, "opportunity.won", "sales", lead_subj, deal | {"value": value, **money}
+            )
+        elif n % 3 == 1:
+            lost = {"value": value, "reason": LOST[lang][n % len(LOST[lang])], **money}
+            self.later(closed, "opportunity.lost", "sales", lead_subj, deal | lost)

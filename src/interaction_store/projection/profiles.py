@@ -1,4 +1,5 @@
-"""Profiles: contacts, accounts, memberships, leads and identities, as the other views need.
+"""Profiles: contacts, accounts, memberships, leads, opportunities and identities, as the other
+views need.
 
 Every profile event is kept per entity; an entity's row is folded again from all of its events
 in (occurred_at, event_id) order whenever one arrives, so the rows are a function of the set of
@@ -20,12 +21,16 @@ from interaction_store.events import (
     ContactsMerged,
     IdentityLinked,
     InteractionEvent,
+    OpportunityCreated,
+    OpportunityLost,
+    OpportunityStageChanged,
+    OpportunityWon,
 )
 from interaction_store.projection.base import Projection, chunks, iso, placeholders, select_in
 from interaction_store.projection.erasure import ERASED_TYPE, forget_document, named_by
 from interaction_store.views.base import Cursor, insert_rows, update_rows
 
-PROFILE_PREFIXES = ("contact.", "account.", "lead.", "identity.")
+PROFILE_PREFIXES = ("contact.", "account.", "lead.", "opportunity.", "identity.")
 PROFILE_TYPES = frozenset(t for t in EVENT_TYPES if t.startswith(PROFILE_PREFIXES))
 
 LEAD_STATUS = {
@@ -34,6 +39,13 @@ LEAD_STATUS = {
     "lead.returned_to_marketing": "open",
     "lead.disqualified": "disqualified",
 }
+
+OPPORTUNITY_STATUS = {"opportunity.won": "won", "opportunity.lost": "lost"}
+
+_DEALS = (OpportunityCreated, OpportunityStageChanged, OpportunityWon, OpportunityLost)
+
+LEAD_FIELDS = ("topic", "source")
+"""A lead's own attributes (besides its parents): what scoring rules may test."""
 
 CONTACT_FIELDS = ("first_name", "last_name", "email", "phone", "is_child", "guardian_contact_id")
 ACCOUNT_FIELDS = ("name", "street", "city", "postal_code", "country", "primary_contact_id")
@@ -67,6 +79,7 @@ _FOLDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
             "parent_contact_id",
             "parent_account_id",
             "topic",
+            "source",
             "status",
             "created_at",
             "updated_at",
@@ -74,6 +87,25 @@ _FOLDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         ("lead_id",),
     ),
     "identity": ("identities", ("anonymous_id", "contact_id", "linked_at"), ("anonymous_id",)),
+    "opportunity": (
+        "opportunities",
+        (
+            "opportunity_id",
+            "lead_id",
+            "contact_id",
+            "account_id",
+            "name",
+            "stage",
+            "status",
+            "value",
+            "currency",
+            "reason",
+            "created_at",
+            "closed_at",
+            "updated_at",
+        ),
+        ("opportunity_id",),
+    ),
 }
 
 TABLE_COLUMNS = {table: columns for table, columns, _ in _FOLDS.values()}
@@ -101,7 +133,13 @@ class Profiles(Projection):
             "members": "account_id TEXT NOT NULL, contact_id TEXT NOT NULL, "
             "member BOOLEAN NOT NULL, since TEXT NOT NULL, PRIMARY KEY (account_id, contact_id)",
             "leads": "lead_id TEXT PRIMARY KEY, parent_contact_id TEXT, parent_account_id TEXT, "
-            "topic TEXT, status TEXT NOT NULL, created_at TEXT, updated_at TEXT NOT NULL",
+            "topic TEXT, source TEXT, status TEXT NOT NULL, created_at TEXT, "
+            "updated_at TEXT NOT NULL",
+            # reason: personal (why it was lost, in the seller's words), forgotten on erasure.
+            "opportunities": "opportunity_id TEXT PRIMARY KEY, lead_id TEXT, contact_id TEXT, "
+            "account_id TEXT, name TEXT, stage TEXT, status TEXT NOT NULL, "
+            "value DOUBLE PRECISION, currency TEXT, reason TEXT, created_at TEXT, "
+            "closed_at TEXT, updated_at TEXT NOT NULL",
             "identities": "anonymous_id TEXT PRIMARY KEY, contact_id TEXT NOT NULL, "
             "linked_at TEXT NOT NULL",
         }
@@ -119,6 +157,10 @@ class Profiles(Projection):
             f"ON {self.table('contacts')} (merged_into)",
             f"CREATE INDEX IF NOT EXISTS {self.table('identities_by_contact')} "
             f"ON {self.table('identities')} (contact_id)",
+            f"CREATE INDEX IF NOT EXISTS {self.table('opportunities_by_contact')} "
+            f"ON {self.table('opportunities')} (contact_id)",
+            f"CREATE INDEX IF NOT EXISTS {self.table('opportunities_by_lead')} "
+            f"ON {self.table('opportunities')} (lead_id)",
         ]
 
     def wants(self, event: InteractionEvent) -> bool:
@@ -142,6 +184,8 @@ class Profiles(Projection):
             return [("lead", str(s.lead_id))]
         if isinstance(p, IdentityLinked):
             return [("identity", p.anonymous_id)]
+        if isinstance(p, _DEALS):
+            return [("opportunity", p.opportunity_id)]
         # Kept with each entity it erases, so its fold knows, whenever its events arrive.
         return named_by(event)
 
@@ -157,11 +201,12 @@ class Profiles(Projection):
         if not found:
             return
         newly = {(k, e) for k, e, event in found if event.type == ERASED_TYPE}
-        erased = newly | self._erased(cursor, touched)
+        owners = {(k, e, ev.event_id): _owners(k, e, ev) for k, e, ev in found}
+        erased = newly | self._erased(cursor, {o for os in owners.values() for o in os})
         rows = []
         for kind, entity, event in found:
             doc = to_document(event)
-            if (kind, entity) in erased:
+            if erased.intersection(owners[kind, entity, event.event_id]):
                 doc = forget_document(doc)
             rows.append(
                 (
@@ -175,7 +220,7 @@ class Profiles(Projection):
             )
         insert_rows(cursor, self.table("events"), _EVENT_COLUMNS, rows, _EVENT_KEY)
         if newly:
-            self._forget(cursor, newly)
+            touched["opportunity"].update(self._forget(cursor, newly))
         for kind, ids in touched.items():
             history = self._history(cursor, kind, sorted(ids))
             fold = getattr(self, f"_fold_{kind}")
@@ -184,8 +229,8 @@ class Profiles(Projection):
             update = [c for c in columns if c not in key]
             insert_rows(cursor, self.table(table), columns, folded, key, update)
 
-    def _erased(self, cursor: Cursor, touched: dict[str, set[str]]) -> set[tuple[str, str]]:
-        """The touched entities an erasure stored before names."""
+    def _erased(self, cursor: Cursor, subjects: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Those of ``subjects`` (contacts and leads) an erasure stored before names."""
         out: set[tuple[str, str]] = set()
         for kind in ("contact", "lead"):
             out |= {
@@ -194,22 +239,38 @@ class Profiles(Projection):
                     cursor,
                     f"SELECT entity_id FROM {self.table('events')} WHERE kind = %s "
                     "AND type = %s AND entity_id IN ({ids})",
-                    touched.get(kind, ()),
+                    {e for k, e in subjects if k == kind},
                     kind,
                     ERASED_TYPE,
                 )
             }
         return out
 
-    def _forget(self, cursor: Cursor, entities: set[tuple[str, str]]) -> None:
-        """Rewrite the stored events of newly erased entities without their personal fields."""
+    def _forget(self, cursor: Cursor, entities: set[tuple[str, str]]) -> set[str]:
+        """Rewrite the stored events of newly erased entities, and of the opportunities with
+        them, without their personal fields; return those opportunities (to fold again)."""
+        deals: set[str] = set()
+        for kind, column in (("contact", "contact_id"), ("lead", "lead_id")):
+            deals.update(
+                entity
+                for (entity,) in select_in(
+                    cursor,
+                    f"SELECT opportunity_id FROM {self.table('opportunities')} "
+                    f"WHERE {column} IN ({{ids}})",
+                    {e for k, e in entities if k == kind},
+                )
+            )
         changed: list[tuple[str, str, str, str]] = []
-        for kind in ("contact", "lead"):
+        for kind, ids in (
+            ("contact", {e for k, e in entities if k == "contact"}),
+            ("lead", {e for k, e in entities if k == "lead"}),
+            ("opportunity", deals),
+        ):
             for entity, event_id, doc in select_in(
                 cursor,
                 f"SELECT entity_id, event_id, doc FROM {self.table('events')} "
                 "WHERE kind = %s AND entity_id IN ({ids})",
-                {e for k, e in entities if k == kind},
+                ids,
                 kind,
             ):
                 stored = orjson.loads(doc)
@@ -217,6 +278,7 @@ class Profiles(Projection):
                 if forgotten != stored:
                     changed.append((orjson.dumps(forgotten).decode(), kind, entity, event_id))
         update_rows(cursor, self.table("events"), ("doc",), _EVENT_KEY, changed)
+        return deals
 
     def _history(
         self, cursor: Cursor, kind: str, ids: list[str]
@@ -276,21 +338,66 @@ class Profiles(Projection):
         return (account_id, *(row[f] for f in ACCOUNT_FIELDS), created, iso_of(docs[-1]))
 
     def _fold_lead(self, lead_id: str, docs: list[dict[str, Any]]) -> tuple[Any, ...]:
-        parent_contact = parent_account = topic = created = None
+        parent_contact = parent_account = topic = source = created = None
         status = "open"
         for d in docs:
+            p = d["payload"]
             if d["type"] == "lead.created":
-                p = d["payload"]
                 parent_contact = p.get("parent_contact_id") or parent_contact
                 parent_account = p.get("parent_account_id") or parent_account
                 topic = p.get("topic") or topic
+                source = p.get("source") or source
                 created = created or iso_of(d)
+            elif d["type"] == "lead.updated":
+                if p.get("parent_contact_id") or p.get("parent_account_id"):
+                    # The parents move together: the one not named is cleared.
+                    parent_contact = p.get("parent_contact_id")
+                    parent_account = p.get("parent_account_id")
+                topic = p["topic"] if p.get("topic") is not None else topic
+                source = p.get("source") or source
             status = LEAD_STATUS.get(d["type"], status)
-        return (lead_id, parent_contact, parent_account, topic, status, created, iso_of(docs[-1]))
+        return (
+            lead_id,
+            parent_contact,
+            parent_account,
+            topic,
+            source,
+            status,
+            created,
+            iso_of(docs[-1]),
+        )
+
+    def _fold_opportunity(self, deal_id: str, docs: list[dict[str, Any]]) -> tuple[Any, ...]:
+        row: dict[str, Any] = dict.fromkeys(_FOLDS["opportunity"][1])
+        row.update(opportunity_id=deal_id, status="open")
+        for d in docs:
+            p, s = d["payload"], d["subject"]
+            for key in ("contact_id", "account_id"):
+                row[key] = s.get(key) or row[key]
+            for key in ("lead_id", "name", "stage", "value", "currency", "reason"):
+                if p.get(key) not in (None, ""):
+                    row[key] = p[key]
+            if d["type"] == "opportunity.created":
+                row["created_at"] = row["created_at"] or iso_of(d)
+            if d["type"] in OPPORTUNITY_STATUS:
+                row["status"] = OPPORTUNITY_STATUS[d["type"]]
+                row["closed_at"] = iso_of(d)
+                row["reason"] = p.get("reason") or None
+        row["updated_at"] = iso_of(docs[-1])
+        return tuple(row.values())
 
     def _fold_identity(self, anonymous_id: str, docs: list[dict[str, Any]]) -> tuple[Any, ...]:
         last = docs[-1]
         return (anonymous_id, last["payload"]["contact_id"], iso_of(last))
+
+
+def _owners(kind: str, entity: str, event: InteractionEvent) -> set[tuple[str, str]]:
+    """Whose erasure forgets this stored event: its entity, and an opportunity's people."""
+    owners = {(kind, entity)}
+    if kind == "opportunity":
+        s = event.subject
+        owners.update((k, str(i)) for k, i in (("contact", s.contact_id), ("lead", s.lead_id)) if i)
+    return owners
 
 
 def iso_text(text: str) -> str:

@@ -3,7 +3,8 @@ explainable, with a ``lead.sales_ready`` outbox written in the same transaction.
 
 ``model``, ``attributes`` and ``files`` hold the scoring-model format and its loading; ``points``
 the scoring arithmetic; ``leads`` which contacts score a lead; ``scores`` a lead's score and
-outbox rows; ``view`` the projection; ``read`` the readers; ``outbox`` publishing the outbox.
+outbox rows; ``view`` the projection; ``read`` the readers; ``queue`` a seller's queue of
+sales-ready leads; ``outbox`` publishing the outbox.
 """
 
 from interaction_store.projection.merges import MAX_MERGE_HOPS, merged_groups
@@ -28,6 +29,11 @@ from interaction_store.projection.scoring.leads import (
 from interaction_store.projection.scoring.model import UNSCORED_TYPES, CompiledRule, ScoringModel
 from interaction_store.projection.scoring.outbox import publish_outbox
 from interaction_store.projection.scoring.points import LeadMatches, Match, micros
+from interaction_store.projection.scoring.queue import (
+    QueuedLead,
+    SalesReadyPage,
+    sales_ready_leads,
+)
 from interaction_store.projection.scoring.read import (
     WITHHELD,
     ExplainedEvent,
@@ -70,7 +76,9 @@ __all__ = [
     "LeadScores",
     "Match",
     "ModelsChanged",
+    "QueuedLead",
     "RuleSummary",
+    "SalesReadyPage",
     "ScoringModel",
     "SetAsideEvent",
     "Shown",
@@ -90,6 +98,7 @@ __all__ = [
     "publish_outbox",
     "read_models",
     "sales_ready_event_id",
+    "sales_ready_leads",
     "stored_models",
     "subject_key",
 ]

@@ -19,6 +19,24 @@ PROFILES_SUFFIX = "_profiles"
 NO_PARENT = "lead has neither a parent contact nor a parent account"
 NOT_CREATED = "no lead.created event yet, so the lead's parent is not known"
 ANONYMOUS = "anonymous:"
+RETURNED = "lead.returned_to_marketing"
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A stretch of a lead's life in which it becomes sales-ready at most once: the first
+    from its creation, then one from each return to marketing, each up to the next."""
+
+    number: int
+    returned_by: str | None
+    """The ``lead.returned_to_marketing`` event that opened it; None for the first."""
+    start: str
+    end: str | None
+    """The next episode's start (excluded); None for the current one."""
+
+    @property
+    def key(self) -> str:
+        return self.returned_by or ""
 
 
 def subject_key(event: InteractionEvent) -> str | None:
@@ -54,8 +72,10 @@ class LeadContext:
     parent_account_id: str | None
     lead_status: str
     created_at: str | None
-    history: list[tuple[str, str]] = field(default_factory=list)
-    """(occurred_at, type) of the lead's own events, oldest first."""
+    attributes: dict[str, str | None] = field(default_factory=dict)
+    """The lead's own attributes (topic, source): what a rule's ``lead`` conditions test."""
+    history: list[tuple[str, str, str]] = field(default_factory=list)
+    """(occurred_at, type, event_id) of the lead's own events, oldest first."""
     subjects: list[str] = field(default_factory=list)
     """Contacts and ``anonymous:<id>`` visitors whose matches count."""
 
@@ -69,14 +89,26 @@ class LeadContext:
 
     def open_at(self, instant: str) -> bool:
         status = None
-        for at, event_type in self.history:
+        for at, event_type, _ in self.history:
             if at > instant:
                 break
             status = LEAD_STATUS.get(event_type, status)
         return status == "open"
 
-    def reopenings(self) -> list[str]:
-        return [at for at, t in self.history if LEAD_STATUS.get(t) == "open"]
+    def episodes(self) -> list[Episode]:
+        """The lead's scoring episodes, oldest first: defined by its returns to marketing in
+        (occurred_at, event_id) order, so by the set of events, whatever their arrival. A
+        return from before the lead's creation opens none."""
+        if self.created_at is None:
+            return []
+        starts: list[tuple[str, str | None]] = [(self.created_at, None)]
+        starts += [
+            (at, eid) for at, t, eid in self.history if t == RETURNED and at >= self.created_at
+        ]
+        return [
+            Episode(i, eid, at, starts[i + 1][0] if i + 1 < len(starts) else None)
+            for i, (at, eid) in enumerate(starts)
+        ]
 
 
 def column_in(
@@ -107,22 +139,24 @@ def lead_contexts(
     """The leads (those the profiles know), with the contacts and visitors that score them:
     an account's members of today, or of ``as_of`` (an ISO instant) when one is given."""
     contexts = {
-        lead_id: LeadContext(lead_id, contact, account, status, created)
-        for lead_id, contact, account, status, created in select_in(
+        lead_id: LeadContext(
+            lead_id, contact, account, status, created, {"topic": topic, "source": source}
+        )
+        for lead_id, contact, account, status, created, topic, source in select_in(
             cursor,
-            "SELECT lead_id, parent_contact_id, parent_account_id, status, created_at "
-            f"FROM {n.prof('leads')} WHERE lead_id IN ({{ids}})",
+            "SELECT lead_id, parent_contact_id, parent_account_id, status, created_at, topic, "
+            f"source FROM {n.prof('leads')} WHERE lead_id IN ({{ids}})",
             lead_ids,
         )
     }
-    for lead_id, at, event_type in select_in(
+    for lead_id, at, event_type, event_id in select_in(
         cursor,
-        f"SELECT entity_id, occurred_at, type FROM {n.prof('events')} "
+        f"SELECT entity_id, occurred_at, type, event_id FROM {n.prof('events')} "
         "WHERE kind = %s AND entity_id IN ({ids}) ORDER BY entity_id, occurred_at, event_id",
         contexts,
         "lead",
     ):
-        contexts[lead_id].history.append((at, event_type))
+        contexts[lead_id].history.append((at, event_type, event_id))
     scored = [c for c in contexts.values() if c.reason is None]
     accounts = {
         c.parent_account_id for c in scored if c.parent_account_id and not c.parent_contact_id

@@ -7,7 +7,7 @@ import fnmatch
 import functools
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -28,6 +28,10 @@ def scorable_types() -> tuple[str, ...]:
     """The types a rule may match: the built-in ones and the installed custom types."""
     return SCORABLE_TYPES + tuple(sorted(custom_types.installed()))
 
+
+LEAD_ATTRIBUTES = ("topic", "source")
+"""What a rule's ``lead`` conditions may test: the scored lead's own attributes (from its
+``lead.created`` and ``lead.updated`` events)."""
 
 DAY_US = 86_400_000_000
 """A day in microseconds: instants are integers so windows compare exactly."""
@@ -108,10 +112,24 @@ class Condition(_Strict):
 
 class When(_Strict):
     """Which events a rule matches: event types (globs such as ``email.*``) and conditions
-    on their attributes (``payload.url``, ``correlation.campaign_id``, ...)."""
+    on their attributes (``payload.url``, ``correlation.campaign_id``, ...); and, with
+    ``lead``, for which leads they count: conditions on the scored lead's own attributes
+    (``topic``, ``source``), so that two leads of one contact can score differently."""
 
     type: tuple[str, ...] = Field(min_length=1)
     where: dict[str, Condition] = Field(default_factory=dict)
+    lead: dict[str, Condition] = Field(default_factory=dict)
+
+    @field_validator("lead")
+    @classmethod
+    def _lead_attributes(cls, lead: dict[str, Condition]) -> dict[str, Condition]:
+        for name in lead:
+            if name not in LEAD_ATTRIBUTES:
+                raise ValueError(
+                    f"{name!r}: a lead has no attribute {name!r} to test "
+                    f"(it has {', '.join(LEAD_ATTRIBUTES)})"
+                )
+        return lead
 
     @field_validator("type", mode="before")
     @classmethod
@@ -173,6 +191,11 @@ class Rule(_Strict):
         if once_per is not None and "when" in info.data:
             check_path(once_per, info.data["when"].types)
         return once_per
+
+    def applies_to(self, lead: Mapping[str, object] | None) -> bool:
+        """Whether the rule's matches count for a lead with these attributes (None: the
+        lead's attributes are unknown, and only a rule with no ``lead`` conditions counts)."""
+        return all(c.holds((lead or {}).get(name)) for name, c in self.when.lead.items())
 
     @property
     def window_us(self) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -70,10 +70,16 @@ class LeadMatches:
     The score at ``t`` counts, per rule, the matches at or before ``t``: the first per
     ``once_per`` value; of those, the ones at most ``window_days`` old; of those, the
     ``max_count`` most recent; each decayed by its age at ``t``. ``math.fsum`` makes the sum
-    independent of the order it is taken in.
+    independent of the order it is taken in. A rule whose ``lead`` conditions the lead's
+    attributes (``lead``) fail counts nothing for it.
     """
 
-    def __init__(self, model: ScoringModel, matches: Sequence[Match]) -> None:
+    def __init__(
+        self,
+        model: ScoringModel,
+        matches: Sequence[Match],
+        lead: Mapping[str, object] | None = None,
+    ) -> None:
         self.model = model
         self.half_life_us = None if model.decay is None else model.decay.half_life_days * DAY_US
         by_rule: dict[str, list[Match]] = {r.id: [] for r in model.rules}
@@ -82,8 +88,13 @@ class LeadMatches:
                 by_rule[m.rule_id].append(m)
         self.repeats: list[tuple[Match, Match]] = []
         """(repeat, first): matches a rule's ``once_per`` leaves out."""
+        self.not_this_lead: list[tuple[Match, Rule]] = []
+        """Matches of rules whose ``lead`` conditions this lead fails."""
         self.rules: list[tuple[Rule, list[Match], list[int]]] = []
         for rule in model.rules:
+            if not rule.applies_to(lead):
+                self.not_this_lead.extend((m, rule) for m in by_rule[rule.id])
+                by_rule[rule.id] = []
             kept: list[Match] = []
             first: dict[str, Match] = {}
             for m in by_rule[rule.id]:
@@ -94,7 +105,10 @@ class LeadMatches:
                     first[m.once_key] = m
                 kept.append(m)
             self.rules.append((rule, kept, [m.at for m in kept]))
-        self.latest = max((m.occurred_at for m in matches), default=None)
+        elsewhere = {r.id for r in model.rules if not r.applies_to(lead)}
+        self.latest = max(
+            (m.occurred_at for m in matches if m.rule_id not in elsewhere), default=None
+        )
         """The latest matched event of any rule (the default instant to score at)."""
 
     def instants(self) -> dict[str, int]:
@@ -148,6 +162,12 @@ class LeadMatches:
                         f"once per {rule.once_per}: {repeat.once_key!r} already counted "
                         f"with event {first.event_id}",
                     )
+                )
+        for m, rule in self.not_this_lead:
+            if m.at <= t:
+                tests = ", ".join(sorted(rule.when.lead))
+                aside.append(
+                    SetAside(m, f"the rule's lead conditions ({tests}) fail for this lead")
                 )
         score = tidy(math.fsum(term.decayed for term in terms))
         return Evaluation(score, self.model.grade_for(score), terms, aside)

@@ -58,8 +58,12 @@ class LeadScore:
     as_of: datetime | None
     threshold: float
     sales_ready: bool
-    """The lead reached the threshold (it is marketing-qualified) at or before ``as_of``."""
+    """The lead reached the threshold (it is marketing-qualified) in its scoring episode of
+    ``as_of``, at or before it."""
     sales_ready_at: datetime | None
+    episode: int = 0
+    """The scoring episode of ``as_of``: 0 until sales first returns the lead to marketing,
+    then one more at each return."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,8 @@ def lead_scores(
     with store.reading() as c:
         c.execute(
             "SELECT model, model_version, status, reason, lead_status, score, grade, counted, "
-            f"as_of, sales_ready_at FROM {n.own('scores')} WHERE lead_id = %s ORDER BY model",
+            f"as_of, sales_ready_at, episode FROM {n.own('scores')} WHERE lead_id = %s "
+            "ORDER BY model",
             (lead,),
         )
         rows = c.fetchall()
@@ -158,22 +163,44 @@ def lead_scores(
             raise UnknownLead(lead, instance)
         models = stored_models(c, n)
         out = []
-        for name, version, status, reason, lead_status, score, grade, counted, at, ready in rows:
+        for row in rows:
+            name, version, status, reason, lead_status, score, grade, counted, at, ready = row[:10]
+            episode = row[10]
             if status == "scored" and (as_of is not None or shown is not None):
                 asked = None if as_of is None else _instant(as_of)
                 at = asked or at
-                result = _matches(c, n, lead, models[name], asked)[1].evaluate(micros(at))
+                ctx, lm = _matches(c, n, lead, models[name], asked)
+                result = lm.evaluate(micros(at))
                 if asked is not None:
                     score, grade, counted = result.score, result.grade, len(result.terms)
-                    ready = ready if ready is not None and ready <= at else None
+                    episode, ready = _ready_as_of(c, n, ctx, name, asked)
                 if shown is not None:
                     # The stored count includes events the reader may not see.
                     counted = sum(1 for t in result.terms if shown(t.match.event_type))
             score = None if score is None else float(score)
             threshold = models[name].sales_ready_threshold
             head = (lead, name, version, status, reason, lead_status, score, grade, counted)
-            out.append(LeadScore(*head, _when(at), threshold, ready is not None, _when(ready)))
+            ready_at = _when(ready)
+            out.append(LeadScore(*head, _when(at), threshold, ready is not None, ready_at, episode))
         return out
+
+
+def _ready_as_of(
+    cursor: Cursor, n: TableNames, ctx: LeadContext, model: str, at: str
+) -> tuple[int, str | None]:
+    """The lead's scoring episode at ``at`` and when it became sales-ready in it (if it did
+    by then), from the outbox rows."""
+    current = [e for e in ctx.episodes() if e.start <= at]
+    if not current:
+        return 0, None
+    episode = current[-1]
+    cursor.execute(
+        f"SELECT occurred_at FROM {n.own('outbox')} WHERE lead_id = %s AND model = %s "
+        "AND episode_key = %s",
+        (ctx.lead_id, model, episode.key),
+    )
+    row = cursor.fetchone()
+    return episode.number, row[0] if row is not None and row[0] <= at else None
 
 
 def explain(
@@ -208,6 +235,8 @@ def explain(
         m = models[model]
         asked = None if as_of is None else _instant(as_of)
         ctx, lm = _matches(c, n, lead, m, asked)
+        if asked is not None:
+            ready = _ready_as_of(c, n, ctx, model, asked)[1]
     explained = Explanation(
         lead, model, m.version, status, reason, None, None, None, m.sales_ready_threshold, None
     )
@@ -274,7 +303,7 @@ def _matches(
     ctx = lead_contexts(cursor, n, [lead_id], as_of)[lead_id]
     by_subject = load_matches(cursor, n, ctx.subjects)
     found = [m for s in ctx.subjects for m in by_subject.get((model.name, s), ())]
-    return ctx, LeadMatches(model, found)
+    return ctx, LeadMatches(model, found, ctx.attributes)
 
 
 def _identity(m: Match) -> tuple[str, str, datetime, str, str]:

@@ -38,7 +38,13 @@ from interaction_store.projection.scoring.leads import (
 from interaction_store.projection.scoring.model import UNSCORED_TYPES, CompiledRule, ScoringModel
 from interaction_store.projection.scoring.outbox import published_ddl
 from interaction_store.projection.scoring.points import LeadMatches
-from interaction_store.projection.scoring.scores import outbox_row, score_row, write_rows
+from interaction_store.projection.scoring.scores import (
+    Crossings,
+    outbox_row,
+    sales_ready_event_id,
+    score_row,
+    write_rows,
+)
 from interaction_store.settings import Settings
 from interaction_store.views.base import Cursor, ViewStore, insert_rows
 
@@ -81,12 +87,19 @@ class LeadScores(Projection):
        lead with neither parent is not scored, and its row says why.
     3. The score is taken *as of* the lead's latest instant (its creation or its contacts'
        latest matched event): decay and windows count from there, never from the wall clock.
-    4. The lead is sales-ready from the first instant, at or after its creation and while it
-       is open (not qualified or disqualified), at which the score reaches the threshold;
-       the instants are its creation, its reopenings and its contacts' matched events.
-    5. One outbox row per (model, lead), its event id derived from both: a rebuild writes the
-       same row, and a lead whose score drops and crosses again gets no second one. A late
-       event from before the crossing may move it (the row follows, same event id).
+    4. A lead's life is cut into scoring episodes: the first from its creation, then one
+       from each ``lead.returned_to_marketing`` (in (occurred_at, event_id) order) to the
+       next. In the first it is sales-ready from the first instant, at or after its creation
+       and while it is open (not qualified or disqualified), at which the score reaches the
+       threshold (the instants are its creation and its contacts' matched events); in a later
+       one, at the first matched event, while open, that takes the score from below the
+       threshold to it (it must mature again). The row says the current episode's.
+    5. One outbox row per (model, lead, episode) that became sales-ready, its event id derived
+       from the three (the episode by the event that opened it): a rebuild writes the same
+       rows, and within an episode a score that drops and crosses again gets no second one.
+       A late event from before a crossing may move it (the row follows, same event id).
+    6. A rule with ``lead`` conditions counts only for the leads whose own attributes (topic,
+       source) meet them, so two leads of one contact can score differently.
     """
 
     kind = KIND
@@ -149,10 +162,14 @@ class LeadScores(Projection):
             "scores": "lead_id TEXT NOT NULL, model TEXT NOT NULL, model_version INTEGER NOT NULL, "
             "status TEXT NOT NULL, reason TEXT, lead_status TEXT NOT NULL, "
             "score DOUBLE PRECISION, grade TEXT, counted INTEGER NOT NULL, as_of TEXT, "
-            "sales_ready BOOLEAN NOT NULL, sales_ready_at TEXT, PRIMARY KEY (lead_id, model)",
+            "sales_ready BOOLEAN NOT NULL, sales_ready_at TEXT, episode INTEGER NOT NULL, "
+            "PRIMARY KEY (lead_id, model)",
+            # One row per (model, lead, episode) that became sales-ready; episode_key: the
+            # event id of the return to marketing that opened it ('' for the first).
             "outbox": "model TEXT NOT NULL, lead_id TEXT NOT NULL, event_id TEXT NOT NULL, "
-            "occurred_at TEXT NOT NULL, score DOUBLE PRECISION NOT NULL, event TEXT NOT NULL, "
-            "PRIMARY KEY (model, lead_id)",
+            "episode_key TEXT NOT NULL, occurred_at TEXT NOT NULL, "
+            "score DOUBLE PRECISION NOT NULL, event TEXT NOT NULL, "
+            "PRIMARY KEY (lead_id, model, event_id)",
         }
         return own | {f"profiles.{k}": v for k, v in self.profiles.tables.items()}
 
@@ -168,6 +185,9 @@ class LeadScores(Projection):
         return [
             f"CREATE INDEX IF NOT EXISTS {self.table('matches_by_subject')} "
             f"ON {self.table('matches')} (subject_key)",
+            # A seller's queue: one model's sales-ready leads, newest first.
+            f"CREATE INDEX IF NOT EXISTS {self.table('scores_sales_ready')} "
+            f"ON {self.table('scores')} (model, sales_ready, sales_ready_at, lead_id)",
             f"CREATE INDEX IF NOT EXISTS {p.table('contacts_by_merge')} "
             f"ON {p.table('contacts')} (merged_into)",
             f"CREATE INDEX IF NOT EXISTS {p.table('identities_by_contact')} "
@@ -245,7 +265,7 @@ class LeadScores(Projection):
                 relinked.add(p.anonymous_id)
             elif isinstance(p, ContactsMerged) and s.contact_id is not None:
                 changes.contacts.update((str(s.contact_id), str(p.merged_contact_id)))
-            elif e.type in LEAD_STATUS and s.lead_id is not None:
+            elif (e.type in LEAD_STATUS or e.type == "lead.updated") and s.lead_id is not None:
                 changes.leads.add(str(s.lead_id))
         # A visitor linked to another contact leaves the leads of the one it was linked to.
         changes.contacts.update(
@@ -297,16 +317,17 @@ class LeadScores(Projection):
             return
         contexts = lead_contexts(cursor, n, lead_ids)
         matches = load_matches(cursor, n, {s for c in contexts.values() for s in c.subjects})
-        previous = {
-            (lead_id, model): at
-            for lead_id, model, at in select_in(
-                cursor,
-                f"SELECT lead_id, model, sales_ready_at FROM {self.table('scores')} "
-                "WHERE lead_id IN ({ids})",
-                lead_ids,
-            )
-        }
-        scores, outbox, withdrawn = [], [], []
+        stored: dict[tuple[str, str], Crossings] = defaultdict(dict)
+        for lead_id, model_name, key, at in select_in(
+            cursor,
+            f"SELECT lead_id, model, episode_key, occurred_at FROM {self.table('outbox')} "
+            "WHERE lead_id IN ({ids})",
+            lead_ids,
+        ):
+            stored[lead_id, model_name][key] = at
+        scores: list[tuple[object, ...]] = []
+        outbox: list[tuple[object, ...]] = []
+        withdrawn: list[tuple[str, str, str]] = []
         for lead_id in lead_ids:
             ctx = contexts.get(lead_id)
             if ctx is None:
@@ -321,13 +342,17 @@ class LeadScores(Projection):
                         continue  # nothing new for this lead under this model
                     start = min(starts)
                 lm = LeadMatches(
-                    model, [m for s in ctx.subjects for m in matches.get((model.name, s), ())]
+                    model,
+                    [m for s in ctx.subjects for m in matches.get((model.name, s), ())],
+                    ctx.attributes,
                 )
-                before = previous.get((lead_id, model.name))
-                row, crossing, recomputed = score_row(ctx, lm, start, before)
+                row, changed = score_row(ctx, lm, start, stored[lead_id, model.name])
                 scores.append(row)
-                if crossing is None and before is not None:
-                    withdrawn.append((model.name, lead_id))  # a late event undid the crossing
-                elif crossing is not None and recomputed:
-                    outbox.append(outbox_row(ctx, lm, crossing))
+                episodes = {e.key: e for e in ctx.episodes()}
+                for key, crossing in changed.items():
+                    if crossing is not None:
+                        outbox.append(outbox_row(ctx, lm, episodes[key], crossing))
+                    elif key in stored[lead_id, model.name]:  # a late event undid it
+                        event_id = sales_ready_event_id(model.name, lead_id, key or None)
+                        withdrawn.append((model.name, lead_id, str(event_id)))
         write_rows(cursor, n, scores, outbox, withdrawn)
