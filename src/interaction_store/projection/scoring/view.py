@@ -13,7 +13,9 @@ from interaction_store.events import (
     EVENT_TYPES,
     AccountMembership,
     ContactsMerged,
+    ContactsUnmerged,
     IdentityLinked,
+    IdentityUnlinked,
     InteractionEvent,
 )
 from interaction_store.projection.base import Projection, iso, select_in
@@ -240,10 +242,10 @@ class LeadScores(Projection):
             if isinstance(p, AccountMembership) and s.contact_id is not None:
                 changes.contacts.add(str(s.contact_id))
                 changes.accounts.add(str(p.account_id))
-            elif isinstance(p, IdentityLinked):
+            elif isinstance(p, IdentityLinked | IdentityUnlinked):
                 changes.contacts.add(str(p.contact_id))
                 relinked.add(p.anonymous_id)
-            elif isinstance(p, ContactsMerged) and s.contact_id is not None:
+            elif isinstance(p, ContactsMerged | ContactsUnmerged) and s.contact_id is not None:
                 changes.contacts.update((str(s.contact_id), str(p.merged_contact_id)))
             elif e.type in LEAD_STATUS and s.lead_id is not None:
                 changes.leads.add(str(s.lead_id))

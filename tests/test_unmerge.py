@@ -1,0 +1,270 @@
+"""Merge and unmerge everywhere: ``contact.merged`` and ``contact.unmerged`` reshape the
+timeline, consent, lead scores and profiles (an unmerge splits the group again), a merged-away
+id reads as the contact it went into (a pointer in the body), an identity link brings a
+visitor's history onto the contact's timeline and its unlink takes it out; a merge into itself
+is refused at ingest and a cycle of merges is ignored by the views, which say so. On SQLite
+and PostgreSQL, and on Kafka with the two contacts on different partitions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from interaction_store.catalog import StreamCatalog, partition_of
+from interaction_store.ingest import Ingest
+from interaction_store.log import open_log
+from interaction_store.projection.merges import IGNORED, MERGED, UNMERGED, fold_merges
+from interaction_store.read import ReadAPI
+from interaction_store.settings import Settings
+from interaction_store.views import open_store
+from tests.api_support import auth, client
+from tests.api_support import project as project_all
+from tests.factories import BASE, doc
+
+SINCE = BASE - timedelta(days=1)
+VISITOR = "visitor-unmerge-1"
+
+
+def publish(settings: Settings, docs: Sequence[dict[str, Any]]) -> list[str]:
+    with open_log(settings) as log:
+        outcomes = Ingest(log, parallel=False).publish_documents(
+            [orjson.dumps(d) for d in docs], "test_unmerge"
+        )
+    return [o.status for o in outcomes]
+
+
+def merge(
+    into: uuid.UUID, duplicate: uuid.UUID, minutes: int, undo: bool = False
+) -> dict[str, Any]:
+    kind = "contact.unmerged" if undo else "contact.merged"
+    return doc(type=kind, contact=into, at=minutes, payload={"merged_contact_id": str(duplicate)})
+
+
+def link(contact: uuid.UUID, minutes: int, undo: bool = False) -> dict[str, Any]:
+    kind = "identity.unlinked" if undo else "identity.linked"
+    payload = {"anonymous_id": VISITOR, "contact_id": str(contact)}
+    return doc(type=kind, contact=contact, at=minutes, payload=payload)
+
+
+def history(survivor: uuid.UUID, duplicate: uuid.UUID, lead: uuid.UUID) -> list[dict[str, Any]]:
+    """Two people, a lead of the survivor; the duplicate submits a form (40 points under
+    marketing-engagement) and opts out of bulk email; a visitor views a page."""
+    return [
+        doc(type="contact.created", contact=survivor, at=0),
+        doc(type="contact.created", contact=duplicate, at=0),
+        doc(
+            type="lead.created",
+            contact=None,
+            at=1,
+            subject={"lead_id": str(lead)},
+            payload={"parent_contact_id": str(survivor), "topic": "demo"},
+        ),
+        doc(
+            type="form.submitted",
+            contact=duplicate,
+            at=5,
+            payload={"form_id": "form-contact-sales"},
+        ),
+        doc(
+            type="consent.preferences_changed",
+            contact=duplicate,
+            at=6,
+            payload={"allow_bulk_email": False},
+        ),
+        doc(
+            type="web.page_viewed",
+            at=7,
+            subject={"anonymous_id": VISITOR},
+            payload={"url": "https://example.com/pricing", "seconds_on_page": 5},
+        ),
+        merge(survivor, duplicate, 10),
+        link(survivor, 11),
+    ]
+
+
+def timeline_ids(api: ReadAPI, contact: uuid.UUID) -> tuple[set[str], str | None]:
+    page = api.timeline(contact_id=contact, since=SINCE, limit=100)
+    return {e.type for e in page.entries}, page.merged_into
+
+
+def subjects(api: ReadAPI, lead: uuid.UUID) -> tuple[str, ...]:
+    return api.explain(lead, "marketing-engagement").subjects
+
+
+def score(api: ReadAPI, lead: uuid.UUID) -> float | None:
+    return next(s.score for s in api.lead_scores(lead) if s.model == "marketing-engagement")
+
+
+def merge_rows(settings: Settings) -> dict[str, tuple[str, str, str]]:
+    with open_store(settings) as store, store.reading() as c:
+        c.execute("SELECT contact_id, into_contact_id, status, note FROM profiles__merges")
+        return {r[0]: (r[1], r[2], r[3]) for r in c.fetchall()}
+
+
+def test_unmerge_splits_every_view_and_unlink_takes_the_visitor_out(
+    view_settings: Settings,
+) -> None:
+    s, d, lead = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    assert set(publish(view_settings, history(s, d, lead))) == {"accepted"}
+    project_all(view_settings)
+
+    with ReadAPI(view_settings) as api:
+        types, pointer = timeline_ids(api, s)
+        assert {"form.submitted", "web.page_viewed"} <= types, "merged and linked history"
+        assert pointer is None
+        dup_types, dup_pointer = timeline_ids(api, d)
+        assert dup_pointer == str(s) and dup_types == types, "a merged-away id reads as s"
+        assert api.consent(s).preferences["allow_bulk_email"].value is False
+        assert str(d) in subjects(api, lead)
+        assert score(api, lead) == 40
+    assert merge_rows(view_settings)[str(d)][:2] == (str(s), MERGED)
+    with client(view_settings) as http:
+        body = http.get(f"/v1/contacts/{d}/consent", headers=auth("admin")).json()
+        assert body["merged_into"] == str(s)
+        body = http.get(
+            f"/v1/contacts/{d}/timeline",
+            params={"from": SINCE.isoformat()},
+            headers=auth("admin"),
+        ).json()
+        assert body["merged_into"] == str(s) and body["total"] >= 2
+
+    # The merge and the link undone (arriving after, as they usually do).
+    assert publish(view_settings, [merge(s, d, 20, undo=True), link(s, 21, undo=True)]) == [
+        "accepted",
+        "accepted",
+    ]
+    project_all(view_settings)
+    with ReadAPI(view_settings) as api:
+        types, pointer = timeline_ids(api, s)
+        assert "form.submitted" not in types and "web.page_viewed" not in types
+        assert pointer is None
+        dup_types, dup_pointer = timeline_ids(api, d)
+        assert dup_pointer is None and "form.submitted" in dup_types
+        assert api.consent(s).preferences["allow_bulk_email"].value is not False
+        assert api.consent(d).preferences["allow_bulk_email"].value is False
+        assert str(d) not in subjects(api, lead)
+        assert score(api, lead) == 0
+    assert merge_rows(view_settings)[str(d)][:2] == (str(s), UNMERGED)
+    with client(view_settings) as http:
+        body = http.get(f"/v1/contacts/{d}/consent", headers=auth("admin")).json()
+        assert body["merged_into"] is None and body["merged"] == []
+
+
+def test_a_late_unmerge_earlier_in_event_time_reshapes_as_if_in_order(
+    view_settings: Settings,
+) -> None:
+    """An unmerge that happened before a second merge (but arrives last) leaves the merge."""
+    s, d, lead = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    docs = [*history(s, d, lead), merge(s, d, 30)]
+    publish(view_settings, docs)
+    project_all(view_settings)
+    publish(view_settings, [merge(s, d, 20, undo=True)])
+    project_all(view_settings)
+    with ReadAPI(view_settings) as api:
+        assert timeline_ids(api, d)[1] == str(s)
+        assert score(api, lead) == 40
+    assert merge_rows(view_settings)[str(d)][:2] == (str(s), MERGED)
+
+
+def test_a_cycle_of_merges_is_ignored_by_its_latest_merge_and_said(
+    view_settings: Settings,
+) -> None:
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    docs = [
+        doc(type="email.opened", contact=a, at=1),
+        doc(type="email.opened", contact=b, at=2),
+        doc(type="email.opened", contact=c, at=3),
+        merge(b, a, 10),  # a into b
+        merge(c, b, 11),  # b into c
+        merge(a, c, 12),  # c into a: the cycle's latest, ignored
+    ]
+    publish(view_settings, list(reversed(docs)))
+    project_all(view_settings)
+    rows = merge_rows(view_settings)
+    assert rows[str(a)][1] == MERGED and rows[str(b)][1] == MERGED
+    into, status, note = rows[str(c)]
+    assert (into, status) == (str(a), IGNORED)
+    assert "cycle" in note and str(c) in note
+    with ReadAPI(view_settings) as api:
+        page = api.timeline(contact_id=a, since=SINCE)
+        assert page.merged_into == str(c) and page.total == 3
+        assert api.timeline(contact_id=c, since=SINCE).merged_into is None
+    # Undoing a link of the cycle lets the ignored merge stand.
+    publish(view_settings, [merge(c, b, 20, undo=True)])
+    project_all(view_settings)
+    rows = merge_rows(view_settings)
+    assert rows[str(c)][1] == MERGED and rows[str(b)][1] == UNMERGED
+    with ReadAPI(view_settings) as api:
+        # c into a into b: both read as b, the group's survivor
+        assert api.timeline(contact_id=c, since=SINCE).merged_into == str(b)
+        assert api.timeline(contact_id=a, since=SINCE).merged_into == str(b)
+        assert api.timeline(contact_id=b, since=SINCE).total == 3
+
+
+def test_a_merge_into_itself_is_refused_at_ingest_with_the_reason(
+    view_settings: Settings,
+) -> None:
+    c = uuid.uuid4()
+    with client(view_settings) as http:
+        for kind in ("contact.merged", "contact.unmerged"):
+            r = http.post(
+                "/v1/events",
+                json=[doc(type=kind, contact=c, payload={"merged_contact_id": str(c)})],
+                headers=auth("publisher"),
+            )
+            text = r.text
+            assert "merge_into_itself" in text or "itself" in text, text
+            assert str(c) in text
+    assert publish(
+        view_settings,
+        [doc(type="contact.merged", contact=c, payload={"merged_contact_id": str(c)})],
+    ) == ["rejected"]
+
+
+def test_fold_merges_unmerge_only_undoes_the_current_link() -> None:
+    ev = [
+        ("t1", "e1", "contact.merged", "s1", "d"),
+        ("t2", "e2", "contact.merged", "s2", "d"),
+        ("t3", "e3", "contact.unmerged", "s1", "d"),  # s1's merge was already replaced
+    ]
+    assert fold_merges(ev)["d"].into == "s2" and fold_merges(ev)["d"].status == MERGED
+    ev.append(("t4", "e4", "contact.unmerged", "s2", "d"))
+    assert fold_merges(ev)["d"].status == UNMERGED
+    two = [("t1", "e1", "contact.merged", "b", "a"), ("t2", "e2", "contact.merged", "a", "b")]
+    states = fold_merges(two)
+    assert states["a"].status == MERGED and states["b"].status == IGNORED
+
+
+def different_partitions(settings: Settings) -> tuple[uuid.UUID, uuid.UUID]:
+    topic = StreamCatalog.load(settings).topic_for("contact.merged")
+    first = uuid.uuid4()
+    home = partition_of(str(first).encode(), topic.partitions)
+    while True:
+        other = uuid.uuid4()
+        if partition_of(str(other).encode(), topic.partitions) != home:
+            return first, other
+
+
+def test_merge_and_unmerge_across_kafka_partitions(kafka_settings: Settings) -> None:
+    """The duplicate's events sit on another partition than the survivor's (and than the
+    merge, keyed by the survivor): the views follow the merge and its undoing all the same."""
+    s, d = different_partitions(kafka_settings)
+    lead = uuid.uuid4()
+    assert set(publish(kafka_settings, history(s, d, lead))) == {"accepted"}
+    project_all(kafka_settings)
+    with ReadAPI(kafka_settings) as api:
+        assert "form.submitted" in timeline_ids(api, s)[0]
+        assert timeline_ids(api, d)[1] == str(s)
+        assert api.consent(s).preferences["allow_bulk_email"].value is False
+        assert score(api, lead) == 40
+    publish(kafka_settings, [merge(s, d, 20, undo=True)])
+    project_all(kafka_settings)
+    with ReadAPI(kafka_settings) as api:
+        assert "form.submitted" not in timeline_ids(api, s)[0]
+        assert timeline_ids(api, d)[1] is None
+        assert api.consent(s).preferences["allow_bulk_email"].value is not False
+        assert score(api, lead) == 0
