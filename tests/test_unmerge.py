@@ -10,17 +10,27 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from interaction_store.catalog import StreamCatalog, partition_of
+from interaction_store.codec import decode
+from interaction_store.events import ContactsMerged, ContactsUnmerged, InteractionEvent
 from interaction_store.ingest import Ingest
 from interaction_store.log import open_log
+from interaction_store.projection.base import iso
+from interaction_store.projection.consent import Consent, consent_state
 from interaction_store.projection.merges import IGNORED, MERGED, UNMERGED, fold_merges
+from interaction_store.projection.registry import KINDS, ViewInfo, build, default_definition
+from interaction_store.projection.timeline import Timeline
 from interaction_store.read import ReadAPI
 from interaction_store.settings import Settings
 from interaction_store.views import open_store
+from interaction_store.views.sqlite import SQLiteViewStore
 from tests.api_support import auth, client
 from tests.api_support import project as project_all
 from tests.factories import BASE, doc
@@ -268,3 +278,164 @@ def test_merge_and_unmerge_across_kafka_partitions(kafka_settings: Settings) -> 
         assert timeline_ids(api, d)[1] is None
         assert api.consent(s).preferences["allow_bulk_email"].value is not False
         assert score(api, lead) == 0
+
+
+# ----------------------------------------------------------------- any order of merges
+
+
+PEOPLE = [uuid.UUID(int=0xC0FFEE00 + n) for n in range(4)]
+LEADS = [uuid.UUID(int=0x1EAD0000 + n) for n in range(2)]
+
+
+def _event(n: int, **kwargs: Any) -> InteractionEvent:
+    return decode(orjson.dumps(doc(event_id=str(uuid.UUID(int=n)), **kwargs)))
+
+
+def interactions() -> list[InteractionEvent]:
+    """Each person's history: created, a form, an open, a bulk-email preference; two leads."""
+    out: list[InteractionEvent] = []
+    for i, p in enumerate(PEOPLE):
+        base = 10 * i
+        out += [
+            _event(base + 1, type="contact.created", contact=p, at=i),
+            _event(
+                base + 2,
+                type="form.submitted",
+                contact=p,
+                at=20 + 7 * i,
+                payload={"form_id": "form-contact-sales" if i % 2 else "form-whitepaper-ia"},
+            ),
+            _event(base + 3, type="email.opened", contact=p, at=40 + i),
+            _event(
+                base + 4,
+                type="consent.preferences_changed",
+                contact=p,
+                at=30 - i,
+                payload={"allow_bulk_email": i % 2 == 0},
+            ),
+        ]
+    for n, (lead, parent) in enumerate(zip(LEADS, (PEOPLE[0], PEOPLE[2]), strict=True)):
+        out.append(
+            _event(
+                100 + n,
+                type="lead.created",
+                contact=None,
+                at=2,
+                subject={"lead_id": str(lead)},
+                payload={"parent_contact_id": str(parent)},
+            )
+        )
+    return out
+
+
+INTERACTIONS = interactions()
+
+# Few people and a few pairs, so that unmerges undo merges and merges close cycles often.
+merge_ops = st.lists(
+    st.tuples(
+        st.booleans(),  # an unmerge?
+        st.sampled_from([(a, b) for a in range(3) for b in range(3) if a != b]),
+        st.integers(0, 60),  # its minute: before, between and after the interactions
+    ).map(lambda op: (op[0], *op[1], op[2])),
+    min_size=1,
+    max_size=8,
+)
+
+
+def net_merges(ops: list[InteractionEvent]) -> list[InteractionEvent]:
+    """The merges in force after ``ops``, worked out here on its own: per duplicate, in event
+    time, a merge links it and an unmerge from its current survivor unlinks it; then in each
+    cycle the latest merge is dropped. The equivalent history holds only these."""
+    current: dict[str, InteractionEvent] = {}
+    for e in sorted(ops, key=lambda e: (iso(e.occurred_at), str(e.event_id))):
+        p = e.payload
+        assert isinstance(p, ContactsMerged | ContactsUnmerged)
+        dup, into = str(p.merged_contact_id), str(e.subject.contact_id)
+        if e.type == "contact.merged":
+            current[dup] = e
+        elif dup in current and str(current[dup].subject.contact_id) == into:
+            del current[dup]
+    dropped: set[str] = set()
+    for start in sorted(current):
+        seen: list[str] = []
+        node = start
+        while node in current and node not in seen:
+            seen.append(node)
+            node = str(current[node].subject.contact_id)
+        if node in seen:
+            ring = seen[seen.index(node) :]
+            key = {c: (iso(current[c].occurred_at), str(current[c].event_id)) for c in ring}
+            dropped.add(max(ring, key=key.__getitem__))
+    return [e for dup, e in current.items() if dup not in dropped]
+
+
+def views_digest(path: Path, batches: list[list[InteractionEvent]]) -> dict[str, Any]:
+    """What the views say, leaving out where they keep the merge events themselves (the
+    profiles' events and merges tables, and a contact row's updated_at): every other table's
+    rows, which contact is merged into which, and every person's timeline and consent."""
+    settings = Settings(data_dir=path)
+    store = SQLiteViewStore(path / "views.sqlite")
+    try:
+        views = [
+            build(ViewInfo(k, k, "live", default_definition(k, settings), None, "", None), settings)
+            for k in KINDS
+            if k != "subjects"  # an index of every event by subject: merges included
+        ]
+        store.ensure([s for v in views for s in v.schema(store.dialect)])
+        for batch in batches:
+            with store.transaction() as c:
+                for view in views:
+                    view.apply(c, [e for e in batch if view.wants(e)])
+        out: dict[str, Any] = {}
+        with store.reading() as c:
+            for view in views:
+                for name in sorted(view.tables):
+                    table = name.rsplit(".", 1)[-1]
+                    profiles = view.kind == "profiles" or name.startswith("profiles.")
+                    if profiles and table in ("events", "merges"):
+                        continue
+                    if profiles and table == "contacts":
+                        sql = "SELECT contact_id, merged_into FROM {} WHERE merged_into IS NOT NULL"
+                    else:
+                        sql = "SELECT * FROM {}"
+                    c.execute(sql.format(view.table(name)))
+                    out[f"{view.instance}.{name}"] = sorted(map(repr, c.fetchall()))
+        timeline = next(v for v in views if isinstance(v, Timeline))
+        consent = next(v for v in views if isinstance(v, Consent))
+        for p in PEOPLE:
+            page = timeline.query(store, contact_id=p, since=SINCE, limit=100)
+            out[f"timeline {p}"] = ([e.event_id for e in page.entries], page.merged_into)
+            out[f"consent {p}"] = repr(consent_state(store, p, view=consent))
+        return out
+    finally:
+        store.close()
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data(), ops=merge_ops)
+def test_any_merges_and_unmerges_in_any_order_give_the_views_of_their_net_merges(
+    data: st.DataObject, ops: list[tuple[bool, int, int, int]], tmp_path_factory: Any
+) -> None:
+    merges = [
+        _event(
+            1000 + n,
+            type="contact.unmerged" if undo else "contact.merged",
+            contact=PEOPLE[into],
+            at=minute,
+            payload={"merged_contact_id": str(PEOPLE[dup])},
+        )
+        for n, (undo, into, dup, minute) in enumerate(ops)
+    ]
+    everything = INTERACTIONS + merges
+    order = data.draw(st.permutations(everything), label="arrival order")
+    size = data.draw(st.integers(1, len(everything)), label="batch size")
+    batches = [order[i : i + size] for i in range(0, len(order), size)]
+    equivalent = sorted(
+        INTERACTIONS + net_merges(merges), key=lambda e: (e.occurred_at, str(e.event_id))
+    )
+    got = views_digest(tmp_path_factory.mktemp("any"), batches)
+    assert got == views_digest(tmp_path_factory.mktemp("net"), [equivalent])
