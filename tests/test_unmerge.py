@@ -7,6 +7,7 @@ and PostgreSQL, and on Kafka with the two contacts on different partitions."""
 
 from __future__ import annotations
 
+import ast
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -439,3 +440,35 @@ def test_any_merges_and_unmerges_in_any_order_give_the_views_of_their_net_merges
     )
     got = views_digest(tmp_path_factory.mktemp("any"), batches)
     assert got == views_digest(tmp_path_factory.mktemp("net"), [equivalent])
+
+
+def test_a_duplicate_merged_twice_at_one_instant_leaves_the_first_survivors_leads(
+    tmp_path: Path,
+) -> None:
+    """The property test's shrunk case: C0 merges C2 and C1 merges C2, both at 09:00 (the tie
+    goes to the later event id: C2 ends up in C1), one event a batch, in either arrival order.
+    When the winning merge comes second, C2 leaves C0's group: C0's lead is rescored without
+    C2's matches, as if only the net merge had happened."""
+    merges = [
+        _event(
+            1000 + n,
+            type="contact.merged",
+            contact=PEOPLE[into],
+            at=0,
+            payload={"merged_contact_id": str(PEOPLE[2])},
+        )
+        for n, into in enumerate((0, 1))
+    ]
+    equivalent = sorted(
+        INTERACTIONS + net_merges(merges), key=lambda e: (e.occurred_at, str(e.event_id))
+    )
+    assert [str(e.subject.contact_id) for e in net_merges(merges)] == [str(PEOPLE[1])]
+    want = views_digest(tmp_path / "net", [equivalent])
+    # C0's lead counts C0's own form only (at 09:20), not C2's (at 09:34)
+    rows = [ast.literal_eval(r) for r in want["lead_scores.scores"]]
+    mine = {r[1]: (r[6], r[9]) for r in rows if r[0] == str(LEADS[0])}
+    assert mine["marketing-engagement"] == (20.0, "2026-03-01T09:20:00.000000Z")
+    for n, order in enumerate((merges, merges[::-1])):
+        got = views_digest(tmp_path / f"order{n}", [[e] for e in [*INTERACTIONS, *order]])
+        assert got["lead_scores.scores"] == want["lead_scores.scores"], order
+        assert got == want
