@@ -515,6 +515,21 @@ class ContactsMerged(_Strict):
     merged_contact_id: UUID = Field(description="The duplicate folded into the subject contact")
 
 
+class ContactsUnmerged(_Strict):
+    """A merge undone: the duplicate is a contact of its own again, with its own history."""
+
+    merged_contact_id: UUID = Field(
+        description="The contact split off again from the subject contact it was merged into"
+    )
+
+
+class IdentityUnlinked(_Strict):
+    """An identity link undone: the visitor's history leaves the contact's timeline."""
+
+    anonymous_id: str = personal(sealed=False, min_length=1, max_length=200)
+    contact_id: UUID = Field(description="The contact the visitor was linked to")
+
+
 class ContactErased(_Strict):
     """The subject contact was erased on request: its data keys destroyed, and every view
     forgets its personal fields. Names no personal data: ids only."""
@@ -628,12 +643,14 @@ _TYPES: dict[str, tuple[type[BaseModel], int, str]] = {
     "contact.created": (ContactDetails, 1, "A contact was created"),
     "contact.updated": (ContactDetails, 1, "A contact's details changed (absent = unchanged)"),
     "contact.merged": (ContactsMerged, 1, "A duplicate contact was merged into the subject"),
+    "contact.unmerged": (ContactsUnmerged, 1, "A merge undone: the duplicate split off again"),
     "contact.erased": (ContactErased, 1, "The contact was erased on request (GDPR Art. 17)"),
     "contact.joined_account": (AccountMembership, 1, "The contact joined an account"),
     "contact.left_account": (AccountMembership, 1, "The contact left an account"),
     "account.created": (AccountCreated, 1, "An account (company) was created"),
     "account.updated": (AccountUpdated, 1, "An account's details changed (absent = unchanged)"),
     "identity.linked": (IdentityLinked, 1, "An anonymous visitor was identified as a contact"),
+    "identity.unlinked": (IdentityUnlinked, 1, "An identity link was undone"),
     "lead.created": (LeadCreated, 1, "A lead was created, with a parent contact or account"),
     "lead.updated": (LeadUpdated, 1, "A lead's topic, source or parents changed"),
     "lead.qualified": (LeadQualified, 1, "The lead was promoted to an opportunity"),
@@ -694,6 +711,35 @@ class InteractionEvent(_Strict):
         )
 
 
+def _merge_of_two(event: Any) -> Any:
+    """A merge (or unmerge) names two contacts: the subject survives, the payload's is the
+    duplicate. One with itself is told from the event alone, so it is refused here; a cycle
+    of merges only the views can see (projection/merges.py)."""
+    p = event.payload
+    survivor = event.subject.contact_id
+    if survivor is None:
+        raise PydanticCustomError(
+            "merge_subject_required",
+            "{type} needs subject.contact_id: the contact that survives the merge",
+            {"type": event.type},
+        )
+    if survivor == p.merged_contact_id:
+        raise PydanticCustomError(
+            "merge_into_itself",
+            "{type}: payload.merged_contact_id {id} is the subject contact itself; "
+            "a contact cannot be merged into (or split from) itself",
+            {"type": event.type, "id": str(survivor)},
+        )
+    return event
+
+
+_CHECKS: dict[type[BaseModel], Any] = {
+    # payload model -> a check of the whole event (only where the payload alone cannot tell)
+    ContactsMerged: _merge_of_two,
+    ContactsUnmerged: _merge_of_two,
+}
+
+
 def _class_name(type_name: str) -> str:
     return "".join(p.capitalize() for p in type_name.replace(".", "_").split("_")) + "Event"
 
@@ -714,8 +760,12 @@ def _make(
         "payload": (payload, Field(default_factory=payload) if payload_optional else ...),
     }
     name = _class_name(type_name) + ("" if current else f"V{version}")
+    check = _CHECKS.get(payload)
+    validators: dict[str, Any] = {}
+    if check is not None:
+        validators["_check"] = model_validator(mode="after")(check)
     model: type[InteractionEvent] = create_model(
-        name, __base__=InteractionEvent, __doc__=doc, **fields
+        name, __base__=InteractionEvent, __doc__=doc, __validators__=validators, **fields
     )
     return model
 

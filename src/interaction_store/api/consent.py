@@ -27,6 +27,7 @@ from interaction_store.projection.consent import (
     decide,
 )
 from interaction_store.projection.consent.ledger import Ledger
+from interaction_store.projection.merges import root_of
 
 router = APIRouter(tags=["read"])
 
@@ -125,6 +126,11 @@ class ConsentOut(BaseModel):
         description="The contact's merged group: each contact merged into another, by which "
         "event (empty: none); the values above are the group's"
     )
+    merged_into: str | None = Field(
+        default=None,
+        description="The contact this one was merged into (by then, with as_of): the group "
+        "lives on that id; read it there from now on (null: not merged away)",
+    )
 
     @classmethod
     def of(cls, state: ConsentState) -> ConsentOut:
@@ -149,7 +155,13 @@ class ConsentOut(BaseModel):
             ],
             events=state.events,
             merged=[MergeOut.model_validate(link) for link in state.merged],
+            merged_into=_survivor(state),
         )
+
+
+def _survivor(state: ConsentState) -> str | None:
+    root = root_of(state.contact_id, {link.contact_id: link for link in state.merged})
+    return None if root == state.contact_id else root
 
 
 class CheckOut(BaseModel):

@@ -70,6 +70,11 @@ class TimelinePageOut(BaseModel):
         "`from` was given)"
     )
     categories: list[str] = Field(description="The read categories the caller's entries are of")
+    merged_into: str | None = Field(
+        default=None,
+        description="The contact this one was merged into: the entries are that contact's "
+        "(its merged group's); read it by that id from now on (null: not merged away)",
+    )
 
 
 @dataclass(frozen=True)
@@ -195,6 +200,7 @@ def _timeline(
         "total": page.total,
         "window_start": page.window_start,
         "categories": granted,
+        "merged_into": page.merged_into,
     }
     return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")
 

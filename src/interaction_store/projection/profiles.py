@@ -19,7 +19,9 @@ from interaction_store.events import (
     EVENT_TYPES,
     AccountMembership,
     ContactsMerged,
+    ContactsUnmerged,
     IdentityLinked,
+    IdentityUnlinked,
     InteractionEvent,
     OpportunityCreated,
     OpportunityLost,
@@ -28,6 +30,7 @@ from interaction_store.events import (
 )
 from interaction_store.projection.base import Projection, chunks, iso, placeholders, select_in
 from interaction_store.projection.erasure import ERASED_TYPE, forget_document, named_by
+from interaction_store.projection.merges import MERGE_TYPES, MERGED, MergeState, merge_states
 from interaction_store.views.base import Cursor, insert_rows, update_rows
 
 PROFILE_PREFIXES = ("contact.", "account.", "lead.", "opportunity.", "identity.")
@@ -54,6 +57,8 @@ ACCOUNT_TYPES = ("account.created", "account.updated")
 
 _EVENT_COLUMNS = ("kind", "entity_id", "occurred_at", "event_id", "type", "doc")
 _EVENT_KEY = ("kind", "entity_id", "event_id")
+_MERGE_COLUMNS = ("contact_id", "into_contact_id", "event_id", "merged_at", "status", "note")
+_MERGED_INTO = 1 + len(CONTACT_FIELDS)  # the column of a contact's row that says where it went
 
 _FOLDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     # entity kind -> (table, its columns in the order a fold returns them, its key)
@@ -142,6 +147,11 @@ class Profiles(Projection):
             "closed_at TEXT, updated_at TEXT NOT NULL",
             "identities": "anonymous_id TEXT PRIMARY KEY, contact_id TEXT NOT NULL, "
             "linked_at TEXT NOT NULL",
+            # Every contact named as a duplicate: merged (its contacts row's merged_into),
+            # unmerged again, or its merge ignored because it would make a cycle (the note).
+            "merges": "contact_id TEXT PRIMARY KEY, into_contact_id TEXT NOT NULL, "
+            "event_id TEXT NOT NULL, merged_at TEXT NOT NULL, status TEXT NOT NULL, "
+            "note TEXT NOT NULL",
         }
 
     def indexes(self, dialect: str) -> list[str]:
@@ -173,7 +183,7 @@ class Profiles(Projection):
         t = event.type
         if t in ("contact.created", "contact.updated") and s.contact_id:
             return [("contact", str(s.contact_id))]
-        if isinstance(p, ContactsMerged) and s.contact_id:
+        if isinstance(p, ContactsMerged | ContactsUnmerged) and s.contact_id:
             return [("contact", str(s.contact_id)), ("contact", str(p.merged_contact_id))]
         if isinstance(p, AccountMembership) and s.contact_id:
             return [("member", f"{p.account_id}|{s.contact_id}")]
@@ -182,7 +192,7 @@ class Profiles(Projection):
             return [("account", str(account))] if account else []
         if t.startswith("lead.") and s.lead_id and t != "lead.sales_ready":
             return [("lead", str(s.lead_id))]
-        if isinstance(p, IdentityLinked):
+        if isinstance(p, IdentityLinked | IdentityUnlinked):
             return [("identity", p.anonymous_id)]
         if isinstance(p, _DEALS):
             return [("opportunity", p.opportunity_id)]
@@ -225,9 +235,33 @@ class Profiles(Projection):
             history = self._history(cursor, kind, sorted(ids))
             fold = getattr(self, f"_fold_{kind}")
             table, columns, key = _FOLDS[kind]
+            states = self._merges(cursor, history) if kind == "contact" else {}
             folded = [fold(entity_id, docs) for entity_id, docs in history.items()]
+            if states:
+                folded = [_merged_into(row, states.get(row[0])) for row in folded]
+            gone = [(entity_id,) for entity_id, row in zip(history, folded, strict=True) if not row]
             update = [c for c in columns if c not in key]
-            insert_rows(cursor, self.table(table), columns, folded, key, update)
+            insert_rows(cursor, self.table(table), columns, [r for r in folded if r], key, update)
+            if gone:
+                cursor.executemany(f"DELETE FROM {self.table(table)} WHERE {key[0]} = %s", gone)
+
+    def _merges(
+        self, cursor: Cursor, history: dict[str, list[dict[str, Any]]]
+    ) -> dict[str, MergeState]:
+        """The merge state of the groups of the contacts folded that a merge or unmerge
+        names (a new one can end or make a cycle elsewhere in its group): recorded in the
+        merges table, and the contacts it names added to ``history`` to be folded again."""
+        named = {c for c, docs in history.items() if any(d["type"] in MERGE_TYPES for d in docs)}
+        if not named:
+            return {}
+        states = merge_states(cursor, self, named)
+        more = sorted(states.keys() - history.keys())
+        if more:
+            history.update(self._history(cursor, "contact", more))
+        rows = [(c, s.into, s.event_id, s.at, s.status, s.note) for c, s in sorted(states.items())]
+        update = _MERGE_COLUMNS[1:]
+        insert_rows(cursor, self.table("merges"), _MERGE_COLUMNS, rows, ("contact_id",), update)
+        return states
 
     def _erased(self, cursor: Cursor, subjects: set[tuple[str, str]]) -> set[tuple[str, str]]:
         """Those of ``subjects`` (contacts and leads) an erasure stored before names."""
@@ -299,13 +333,11 @@ class Profiles(Projection):
 
     def _fold_contact(self, contact_id: str, docs: list[dict[str, Any]]) -> tuple[Any, ...]:
         row: dict[str, Any] = dict.fromkeys(CONTACT_FIELDS)
-        created = merged_into = None
+        created = None
         for d in docs:
             payload = d["payload"]
-            if d["type"] == "contact.merged":
-                if payload["merged_contact_id"] == contact_id:
-                    merged_into = d["subject"]["contact_id"]
-                continue
+            if d["type"] in MERGE_TYPES:
+                continue  # where it went takes its whole group (``_merges``)
             if d["type"] == "contact.created" and created is None:
                 created = d["occurred_at"]
             for f in CONTACT_FIELDS:
@@ -314,7 +346,7 @@ class Profiles(Projection):
         return (
             contact_id,
             *(row[f] for f in CONTACT_FIELDS),
-            merged_into,
+            None,
             created and iso_text(created),
             iso_of(docs[-1]),
         )
@@ -387,8 +419,20 @@ class Profiles(Projection):
         return tuple(row.values())
 
     def _fold_identity(self, anonymous_id: str, docs: list[dict[str, Any]]) -> tuple[Any, ...]:
-        last = docs[-1]
-        return (anonymous_id, last["payload"]["contact_id"], iso_of(last))
+        """The contact the visitor is linked to; none (the row goes) once unlinked from it."""
+        linked: dict[str, Any] | None = None
+        for d in docs:
+            if d["type"] == "identity.linked":
+                linked = d
+            elif (
+                d["type"] == "identity.unlinked"
+                and linked is not None
+                and d["payload"]["contact_id"] == linked["payload"]["contact_id"]
+            ):
+                linked = None  # an unlink from another contact undoes nothing current
+        if linked is None:
+            return ()
+        return (anonymous_id, linked["payload"]["contact_id"], iso_of(linked))
 
 
 def _owners(kind: str, entity: str, event: InteractionEvent) -> set[tuple[str, str]]:
@@ -409,3 +453,9 @@ def iso_text(text: str) -> str:
 
 def iso_of(doc: dict[str, Any]) -> str:
     return iso_text(doc["occurred_at"])
+
+
+def _merged_into(row: tuple[Any, ...], state: MergeState | None) -> tuple[Any, ...]:
+    """A contact's row saying the contact it is merged into, by its group's merge state."""
+    into = state.into if state is not None and state.status == MERGED else None
+    return (*row[:_MERGED_INTO], into, *row[_MERGED_INTO + 1 :])

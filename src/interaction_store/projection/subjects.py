@@ -14,7 +14,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from interaction_store import custom_types
-from interaction_store.events import EVENT_TYPES, ContactsMerged, IdentityLinked, InteractionEvent
+from interaction_store.events import (
+    EVENT_TYPES,
+    ContactsMerged,
+    ContactsUnmerged,
+    IdentityLinked,
+    IdentityUnlinked,
+    InteractionEvent,
+)
 from interaction_store.log.base import Position
 from interaction_store.projection.base import Projection, iso, placeholders
 from interaction_store.views.base import Cursor, ViewStore, insert_rows
@@ -84,9 +91,9 @@ class SubjectIndex(Projection):
             out.append(("anonymous", s.anonymous_id))
         if not out and s.account_id is not None:
             out.append(("account", str(s.account_id)))
-        if isinstance(p, ContactsMerged):
+        if isinstance(p, ContactsMerged | ContactsUnmerged):
             out.append(("contact", str(p.merged_contact_id)))
-        elif isinstance(p, IdentityLinked):
+        elif isinstance(p, IdentityLinked | IdentityUnlinked):
             out.append(("anonymous", p.anonymous_id))
         return list(dict.fromkeys(out))
 

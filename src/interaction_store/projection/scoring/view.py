@@ -13,10 +13,13 @@ from interaction_store.events import (
     EVENT_TYPES,
     AccountMembership,
     ContactsMerged,
+    ContactsUnmerged,
     IdentityLinked,
+    IdentityUnlinked,
     InteractionEvent,
 )
 from interaction_store.projection.base import Projection, iso, select_in
+from interaction_store.projection.merges import merged_groups
 from interaction_store.projection.profiles import LEAD_STATUS
 from interaction_store.projection.scoring.files import (
     load_models,
@@ -255,18 +258,26 @@ class LeadScores(Projection):
     def _changes(self, cursor: Cursor, events: Sequence[InteractionEvent]) -> _Changes:
         changes = _Changes()
         relinked: set[str] = set()
+        merged: set[str] = set()
         for e in events:
             s, p = e.subject, e.payload
             if isinstance(p, AccountMembership) and s.contact_id is not None:
                 changes.contacts.add(str(s.contact_id))
                 changes.accounts.add(str(p.account_id))
-            elif isinstance(p, IdentityLinked):
+            elif isinstance(p, IdentityLinked | IdentityUnlinked):
                 changes.contacts.add(str(p.contact_id))
                 relinked.add(p.anonymous_id)
-            elif isinstance(p, ContactsMerged) and s.contact_id is not None:
-                changes.contacts.update((str(s.contact_id), str(p.merged_contact_id)))
+            elif isinstance(p, ContactsMerged | ContactsUnmerged) and s.contact_id is not None:
+                merged.update((str(s.contact_id), str(p.merged_contact_id)))
             elif (e.type in LEAD_STATUS or e.type == "lead.updated") and s.lead_id is not None:
                 changes.leads.add(str(s.lead_id))
+        # A merge or unmerge reshapes groups: the leads to rescore are those of every contact
+        # in the merged contacts' groups before the batch (read here, before the profiles fold
+        # it: the group a duplicate leaves) and after it (`leads_of`, the group it joins).
+        # A later merge of the same duplicate, or one that wins a tie on event id, moves it
+        # out of a group whose leads would otherwise keep its matches.
+        changes.contacts |= merged
+        changes.contacts.update(*merged_groups(cursor, self.profiles, merged).values())
         # A visitor linked to another contact leaves the leads of the one it was linked to.
         changes.contacts.update(
             column_in(

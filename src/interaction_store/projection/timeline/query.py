@@ -64,6 +64,9 @@ class TimelinePage:
     """Entries matching the filters over all pages (only of the permitted categories)."""
     window_start: datetime | None
     """Where the default window began (None when ``since`` was given)."""
+    merged_into: str | None = None
+    """The contact a contact read was merged into (the entries are that contact's group's):
+    read it by that id from now on."""
 
 
 def encode_cursor(occurred_at: str, event_id: str) -> str:
@@ -121,6 +124,29 @@ def subject_of(
     except ValueError:
         raise ValueError(f"{name} {value!r}: not a UUID") from None
     return name.removesuffix("_id"), str(uuid)
+
+
+def surviving(c: Cursor, contact_id: str, profiles: Profiles) -> str | None:
+    """The contact ``contact_id`` was merged into (through a few merges), None if it was not:
+    by the profiles' ``merged_into``, which holds no cycle (projection/merges.py)."""
+    contact, seen = contact_id, {contact_id}
+    for _ in range(_MAX_MERGE_DEPTH):
+        try:
+            c.execute(
+                f"SELECT merged_into FROM {profiles.table('contacts')} WHERE contact_id = %s",
+                (contact,),
+            )
+        except Exception as exc:
+            raise LookupError(
+                f"cannot read the profiles view {profiles.instance!r} ({exc}); run its "
+                "projection into this store, or pass profiles=None for a contact's own entries"
+            ) from exc
+        row = c.fetchone()
+        if row is None or row[0] is None or row[0] in seen:
+            break
+        contact = row[0]
+        seen.add(contact)
+    return None if contact == contact_id else contact
 
 
 def timelines_of(

@@ -29,6 +29,7 @@ from interaction_store.projection.timeline.query import (
     message_previews,
     read_page,
     subject_of,
+    surviving,
     timelines_of,
 )
 from interaction_store.projection.timeline.settings import SENT, TimelineSettings
@@ -297,7 +298,8 @@ class Timeline(Projection):
         """One page of a timeline, newest first.
 
         Exactly one subject: a contact (with the contacts merged into it and the anonymous
-        visitors linked to it), a lead (lead-subject events only), an account (the timelines
+        visitors linked to it; one merged into another reads as that one, and the page's
+        ``merged_into`` says so), a lead (lead-subject events only), an account (the timelines
         of its current members, and its own: events about the account alone) or an anonymous
         visitor. Filters combine with AND (each one's values with OR): channels, types,
         statuses (a message's delivery status, :attr:`TimelineSettings.statuses`), journeys
@@ -346,6 +348,11 @@ class Timeline(Projection):
         # No snapshot needed: the page and its count are one statement, and a merge or a
         # message preview committed between statements is at worst one page early.
         with store.reading(snapshot=False) as c:
+            merged_into = None
+            if subject[0] == "contact" and profiles is not None:
+                # A merged-away contact reads as the one it went into, and says which.
+                merged_into = surviving(c, subject[1], profiles)
+                subject = subject if merged_into is None else ("contact", merged_into)
             groups = timelines_of(c, subject, profiles)
             page, more, total = read_page(
                 c, self.table("entries"), groups, where, params, after, limit
@@ -357,4 +364,4 @@ class Timeline(Projection):
             for row in page
         ]
         next_cursor = encode_cursor(page[-1][3], page[-1][2]) if more else None
-        return TimelinePage(entries, next_cursor, total, window_start)
+        return TimelinePage(entries, next_cursor, total, window_start, merged_into)
