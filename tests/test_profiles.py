@@ -36,6 +36,7 @@ from interaction_store.views.sqlite import SQLiteViewStore
 from tests.api_support import access_toml, auth, project
 from tests.factories import doc
 from tests.test_api_read import publish
+from tests.test_cli_views import istore
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 WEB_ONLY = "test-key-for-web-only"
@@ -397,3 +398,26 @@ def test_any_lookup_value_is_answered_never_a_500(embedded_settings: Settings) -
                 assert r.json()["errors"], r.text
 
         lookup()
+
+
+def test_istore_show_prints_the_profile_with_its_events(embedded_settings: Settings) -> None:
+    w = World()
+    publish(embedded_settings, list(w.docs.values()))
+    project(embedded_settings)
+    shown = istore(embedded_settings, "show", "contact", w.a).stdout
+    assert f"Profile of contact {w.a}:" in shown
+    assert f"  email = ada@new.example  (contact.updated {w.id('updated')} at" in shown
+    assert (
+        "  open case c-1 (high, web)" in shown and "event ev-2 Day: registered, attended" in shown
+    )
+    then = istore(embedded_settings, "show", "account", w.x, "--as-of", ago(70).isoformat())
+    assert f"account {w.x} / contact {w.a} since" in then.stdout and "(member)" in then.stdout
+    merged = istore(embedded_settings, "show", "contact", w.d).stdout
+    assert f"was merged into {w.a}" in merged
+    lead = istore(embedded_settings, "show", "lead", w.lead).stdout
+    assert "  topic = widgets" in lead
+    nobody = str(uuid.uuid4())
+    assert (
+        f"account {nobody} is unknown"
+        in istore(embedded_settings, "show", "account", nobody, code=1).stderr
+    )

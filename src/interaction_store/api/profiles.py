@@ -19,7 +19,7 @@ from interaction_store.api.parameters import AsOf, Svc, id_path, utc
 from interaction_store.api.problems import READ_ERRORS, answering, unknown
 from interaction_store.api.services import Services
 from interaction_store.api.waits import ReadAfterDep
-from interaction_store.projection.profile_read import Profile
+from interaction_store.projection.profile_values import Profile
 
 router = APIRouter(tags=["read"])
 

@@ -8,138 +8,35 @@ engagement counters are counted from the timeline view, over its window.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from interaction_store.projection.base import iso, placeholders
+from interaction_store.projection.profile_values import (
+    FIELD_GROUPS,
+    Engagement,
+    Profile,
+    Recorded,
+    Shown,
+    Source,
+    instant,
+    lead_values,
+    leads,
+    memberships,
+    open_cases,
+    origin_of,
+    registrations,
+    source_of,
+)
 from interaction_store.projection.profiles import Profiles
 from interaction_store.projection.timeline import Timeline
 from interaction_store.projection.timeline.query import timelines_of
 from interaction_store.views.base import Cursor
 
-FIELD_GROUPS = {
-    "names": ("first_name", "last_name"),
-    "contact_points": ("email", "phone", "external_id"),
-}
-"""The personal fields of a contact profile, by the group a role is granted (``profile`` in the
-access file)."""
-
 _MAX_HOPS = 16
-
-
-@dataclass(frozen=True)
-class Source:
-    """The event that set a value."""
-
-    event_id: str
-    event_type: str
-    occurred_at: datetime
-
-
-@dataclass(frozen=True)
-class Recorded:
-    value: Any
-    source: Source | None = None
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where an entity came from: the envelope of its creation event."""
-
-    source: str
-    campaign_id: str | None
-    journey_id: str | None
-    event: Source
-
-
-@dataclass(frozen=True)
-class Membership:
-    """One period of a contact in an account (``until`` None: still a member)."""
-
-    account_id: str
-    contact_id: str
-    since: Source
-    until: Source | None
-
-
-@dataclass(frozen=True)
-class LeadRef:
-    lead_id: str
-    topic: str | None
-    status: str
-    source: Source
-
-
-@dataclass(frozen=True)
-class Registration:
-    """A marketing event registration, net of cancellations."""
-
-    event_ref: str
-    event_name: str
-    registered: bool
-    attended: bool
-    source: Source
-
-
-@dataclass(frozen=True)
-class OpenCase:
-    case_id: str
-    priority: str
-    origin: str
-    source: Source
-
-
-@dataclass(frozen=True)
-class Engagement:
-    """Entries of one channel on the timeline within its window, and the latest of them."""
-
-    channel: str
-    count: int
-    latest: Source
-
-
-@dataclass
-class Profile:
-    """A contact's, account's or lead's profile. ``fields`` holds the values by name; those a
-    reader may not see are left out and named in ``withheld``."""
-
-    kind: str
-    id: str
-    as_of: datetime | None
-    fields: dict[str, Recorded] = field(default_factory=dict)
-    origin: Origin | None = None
-    merged_into: Recorded | None = None
-    merged_from: list[str] = field(default_factory=list)
-    memberships: list[Membership] = field(default_factory=list)
-    leads: list[LeadRef] = field(default_factory=list)
-    registrations: list[Registration] = field(default_factory=list)
-    open_cases: list[OpenCase] = field(default_factory=list)
-    engagement: list[Engagement] = field(default_factory=list)
-    window_start: datetime | None = None
-    withheld: list[str] = field(default_factory=list)
-    events: int = 0
-
-
-Shown = Callable[[str], bool] | None
-
-
-def _source(doc: dict[str, Any]) -> Source:
-    return Source(str(doc["event_id"]), str(doc["type"]), _instant(doc["occurred_at"]))
-
-
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def _origin(doc: dict[str, Any]) -> Origin:
-    corr = doc.get("correlation") or {}
-    return Origin(
-        str(doc.get("source", "")), corr.get("campaign_id"), corr.get("journey_id"), _source(doc)
-    )
 
 
 class ProfileReader:
@@ -149,34 +46,56 @@ class ProfileReader:
         self.profiles = profiles
         self.timeline = timeline
 
-    def history(
-        self, c: Cursor, kind: str, ids: Collection[str], as_of: datetime | None, prefix: bool
-    ) -> dict[str, list[dict[str, Any]]]:
-        """The stored events of entities (or, ``prefix``, of entities whose id starts with
-        ``<id>|``), oldest first, up to ``as_of``."""
-        out: dict[str, list[dict[str, Any]]] = {}
-        table = self.profiles.table("events")
-        until, bound = ("AND occurred_at <= %s", [iso(as_of)]) if as_of else ("", [])
-        for entity in sorted(ids):
+    def load(
+        self,
+        c: Cursor,
+        wanted: list[tuple[str, Collection[str], bool]],
+        as_of: datetime | None,
+    ) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """In one statement, the stored events up to ``as_of``, oldest first, by kind and entity,
+        of each (kind, ids, prefix): the entities with these ids, or (prefix) those whose id
+        starts with ``<id>|``."""
+        conditions: list[str] = []
+        params: list[Any] = []
+        for kind, ids, prefix in wanted:
+            if not ids:
+                continue
             if prefix:
-                where, params = "entity_id >= %s AND entity_id < %s", [f"{entity}|", f"{entity}}}"]
+                for entity in sorted(ids):
+                    conditions.append("(kind = %s AND entity_id >= %s AND entity_id < %s)")
+                    params += [kind, f"{entity}|", f"{entity}}}"]
             else:
-                where, params = "entity_id = %s", [entity]
-            c.execute(
-                f"SELECT entity_id, doc FROM {table} WHERE kind = %s AND {where} {until} "
-                "ORDER BY entity_id, occurred_at, event_id",
-                (kind, *params, *bound),
-            )
-            for entity_id, doc in c.fetchall():
-                out.setdefault(str(entity_id), []).append(orjson.loads(doc))
+                conditions.append(f"(kind = %s AND entity_id IN ({placeholders(len(ids))}))")
+                params += [kind, *sorted(ids)]
+        out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        if not conditions:
+            return out
+        until = ""
+        if as_of is not None:
+            until, params = " AND occurred_at <= %s", [*params, iso(as_of)]
+        c.execute(
+            f"SELECT kind, entity_id, doc FROM {self.profiles.table('events')} "
+            f"WHERE ({' OR '.join(conditions)}){until} "
+            "ORDER BY kind, entity_id, occurred_at, event_id",
+            params,
+        )
+        for kind, entity_id, doc in c.fetchall():
+            out.setdefault(str(kind), {}).setdefault(str(entity_id), []).append(orjson.loads(doc))
         return out
 
-    def related(self, c: Cursor, table: str, wanted: str, column: str, value: str) -> list[str]:
+    def related(self, c: Cursor, column: str, value: str) -> tuple[list[str], list[str]]:
+        """The memberships (``account|contact``) and leads of a contact or an account."""
+        member, lead = f"{column}_id", f"parent_{column}_id"
         c.execute(
-            f"SELECT {wanted} FROM {self.profiles.table(table)} WHERE {column} = %s ORDER BY 1",
-            (value,),
+            f"SELECT 'member', account_id || '|' || contact_id FROM "
+            f"{self.profiles.table('members')} WHERE {member} = %s UNION ALL "
+            f"SELECT 'lead', lead_id FROM {self.profiles.table('leads')} WHERE {lead} = %s",
+            (value, value),
         )
-        return [str(row[0]) for row in c.fetchall()]
+        rows = c.fetchall()
+        return [str(r[1]) for r in rows if r[0] == "member"], [
+            str(r[1]) for r in rows if r[0] == "lead"
+        ]
 
     # ------------------------------------------------------------------ contact
 
@@ -190,22 +109,34 @@ class ProfileReader:
         now: datetime | None = None,
     ) -> Profile:
         profile = Profile("contact", contact_id, as_of)
-        docs = self.history(c, "contact", [contact_id], as_of, False).get(contact_id, [])
+        member_ids, lead_ids = self.related(c, "contact", contact_id)
+        found = self.load(
+            c,
+            [
+                ("contact", [contact_id], False),
+                ("member", member_ids, False),
+                ("lead", lead_ids, False),
+                ("registration", [contact_id], True),
+                ("case", [contact_id], True),
+            ],
+            as_of,
+        )
+        docs = found.get("contact", {}).get(contact_id, [])
         values: dict[str, Recorded] = {}
         for d in docs:
             payload = d["payload"]
             if d["type"] == "contact.merged":
                 if payload["merged_contact_id"] == contact_id:
-                    profile.merged_into = Recorded(d["subject"]["contact_id"], _source(d))
+                    profile.merged_into = Recorded(d["subject"]["contact_id"], source_of(d))
                 else:
                     profile.merged_from.append(str(payload["merged_contact_id"]))
                 continue
             if d["type"] == "contact.created" and profile.origin is None:
-                profile.origin = _origin(d)
+                profile.origin = origin_of(d)
             if d["type"] in ("contact.created", "contact.updated"):
                 for name, value in payload.items():
                     if value is not None:
-                        values[name] = Recorded(value, _source(d))
+                        values[name] = Recorded(value, source_of(d))
         profile.events = len(docs)
         granted = set(FIELD_GROUPS) if fields is None else set(fields)
         for group, names in FIELD_GROUPS.items():
@@ -217,14 +148,14 @@ class ProfileReader:
             if name not in hidden:
                 profile.fields[name] = values.get(name, Recorded(None))
         profile.merged_from = sorted(set(profile.merged_from))
-        profile.memberships = self._memberships(c, "contact_id", contact_id, as_of)
-        profile.leads = self._leads(c, "parent_contact_id", contact_id, as_of)
+        profile.memberships = memberships(found.get("member", {}))
+        profile.leads = leads(found.get("lead", {}))
         if shown is None or shown("event.registered"):
-            profile.registrations = self._registrations(c, contact_id, as_of)
+            profile.registrations = registrations(found.get("registration", {}))
         else:
             profile.withheld.append("registrations")
         if shown is None or shown("activity.case_opened"):
-            profile.open_cases = self._open_cases(c, contact_id, as_of)
+            profile.open_cases = open_cases(found.get("case", {}))
         else:
             profile.withheld.append("open_cases")
         self._engage(c, profile, ("contact", contact_id), as_of, shown, now)
@@ -236,99 +167,15 @@ class ProfileReader:
         current, seen = contact_id, {contact_id}
         for _ in range(_MAX_HOPS):
             into: Recorded | None = None
-            for d in self.history(c, "contact", [current], as_of, False).get(current, []):
+            docs = self.load(c, [("contact", [current], False)], as_of).get("contact", {})
+            for d in docs.get(current, []):
                 if d["type"] == "contact.merged" and d["payload"]["merged_contact_id"] == current:
-                    into = Recorded(str(d["subject"]["contact_id"]), _source(d))
+                    into = Recorded(str(d["subject"]["contact_id"]), source_of(d))
             if into is None or into.value in seen:
                 break
             found, current = into, into.value
             seen.add(current)
         return found
-
-    def _memberships(
-        self, c: Cursor, column: str, value: str, as_of: datetime | None
-    ) -> list[Membership]:
-        accounts_or_contacts = self.related(
-            c, "members", "account_id || '|' || contact_id", column, value
-        )
-        out: list[Membership] = []
-        for key, docs in self.history(c, "member", accounts_or_contacts, as_of, False).items():
-            account_id, contact_id = key.split("|", 1)
-            since: Source | None = None
-            for d in docs:
-                if d["type"] == "contact.joined_account" and since is None:
-                    since = _source(d)
-                elif d["type"] == "contact.left_account" and since is not None:
-                    out.append(Membership(account_id, contact_id, since, _source(d)))
-                    since = None
-            if since is not None:
-                out.append(Membership(account_id, contact_id, since, None))
-        return out
-
-    def _leads(self, c: Cursor, column: str, value: str, as_of: datetime | None) -> list[LeadRef]:
-        ids = self.related(c, "leads", "lead_id", column, value)
-        out = []
-        for lead_id, docs in self.history(c, "lead", ids, as_of, False).items():
-            lead = self._lead_values(docs)
-            if "created" in lead:
-                topic, status = lead.get("topic"), lead["status"]
-                out.append(
-                    LeadRef(
-                        lead_id,
-                        topic.value if topic else None,
-                        status.value,
-                        lead["created"].source or _source(docs[0]),
-                    )
-                )
-        return out
-
-    @staticmethod
-    def _lead_values(docs: list[dict[str, Any]]) -> dict[str, Recorded]:
-        from interaction_store.projection.profiles import LEAD_STATUS
-
-        out: dict[str, Recorded] = {}
-        for d in docs:
-            if d["type"] == "lead.created" and "created" not in out:
-                out["created"] = Recorded(True, _source(d))
-                for name in ("topic", "parent_contact_id", "parent_account_id"):
-                    if d["payload"].get(name):
-                        out[name] = Recorded(d["payload"][name], _source(d))
-            if d["type"] in LEAD_STATUS:
-                out["status"] = Recorded(LEAD_STATUS[d["type"]], _source(d))
-        return out
-
-    def _registrations(
-        self, c: Cursor, contact_id: str, as_of: datetime | None
-    ) -> list[Registration]:
-        out = []
-        for key, docs in self.history(c, "registration", [contact_id], as_of, True).items():
-            registered, attended, name, last = False, False, "", docs[-1]
-            for d in docs:
-                name = d["payload"].get("event_name") or name
-                if d["type"] in ("event.registered", "event.registration_cancelled"):
-                    registered, last = d["type"] == "event.registered", d
-                elif d["type"] in ("event.checked_in", "event.session_attended"):
-                    attended = True
-            out.append(
-                Registration(key.split("|", 1)[1], name, registered, attended, _source(last))
-            )
-        return out
-
-    def _open_cases(self, c: Cursor, contact_id: str, as_of: datetime | None) -> list[OpenCase]:
-        out = []
-        for key, docs in self.history(c, "case", [contact_id], as_of, True).items():
-            opened = [d for d in docs if d["type"] == "activity.case_opened"]
-            if opened and not any(d["type"] == "activity.case_resolved" for d in docs):
-                p = opened[-1]["payload"]
-                out.append(
-                    OpenCase(
-                        key.split("|", 1)[1],
-                        p.get("priority", "normal"),
-                        p.get("origin", "web"),
-                        _source(opened[-1]),
-                    )
-                )
-        return out
 
     # ------------------------------------------------------------------ account, lead
 
@@ -341,16 +188,19 @@ class ProfileReader:
         now: datetime | None = None,
     ) -> Profile:
         profile = Profile("account", account_id, as_of)
-        docs = self.history(c, "account", [account_id], as_of, False).get(account_id, [])
+        member_ids, lead_ids = self.related(c, "account", account_id)
+        wanted = [("account", [account_id], False), ("member", member_ids, False)]
+        found = self.load(c, [*wanted, ("lead", lead_ids, False)], as_of)
+        docs = found.get("account", {}).get(account_id, [])
         profile.events = len(docs)
         name: Recorded = Recorded(None)
         for d in docs:
             if profile.origin is None:
-                profile.origin = _origin(d)
-            name = Recorded(d["payload"].get("name"), _source(d))
+                profile.origin = origin_of(d)
+            name = Recorded(d["payload"].get("name"), source_of(d))
         profile.fields["name"] = name
-        profile.memberships = self._memberships(c, "account_id", account_id, as_of)
-        profile.leads = self._leads(c, "parent_account_id", account_id, as_of)
+        profile.memberships = memberships(found.get("member", {}))
+        profile.leads = leads(found.get("lead", {}))
         self._engage(c, profile, ("account", account_id), as_of, shown, now)
         return profile
 
@@ -363,12 +213,12 @@ class ProfileReader:
         now: datetime | None = None,
     ) -> Profile:
         profile = Profile("lead", lead_id, as_of)
-        docs = self.history(c, "lead", [lead_id], as_of, False).get(lead_id, [])
+        docs = self.load(c, [("lead", [lead_id], False)], as_of).get("lead", {}).get(lead_id, [])
         profile.events = len(docs)
-        values = self._lead_values(docs)
+        values = lead_values(docs)
         created = next((d for d in docs if d["type"] == "lead.created"), None)
         if created is not None:
-            profile.origin = _origin(created)
+            profile.origin = origin_of(created)
         for name in ("parent_contact_id", "parent_account_id", "topic", "status"):
             profile.fields[name] = values.get(name, Recorded(None))
         self._engage(c, profile, ("lead", lead_id), as_of, shown, now)
@@ -423,5 +273,5 @@ class ProfileReader:
         for channel, count, latest in c.fetchall():
             at, event_id, event_type = str(latest).split(" ", 2)
             profile.engagement.append(
-                Engagement(str(channel), int(count), Source(event_id, event_type, _instant(at)))
+                Engagement(str(channel), int(count), Source(event_id, event_type, instant(at)))
             )
