@@ -158,8 +158,8 @@ def show(ctx: click.Context, kind: str, id: str, entries: int, as_of: datetime |
 @main.command()
 @click.pass_context
 def sample(ctx: click.Context) -> None:
-    """A readable sample of the live views: the best-scored lead, its contact's timeline
-    and consent, and the lead's score with its explanation."""
+    """A readable sample of the live views: the best-scored lead, its contact's timeline,
+    consent and profile, and the lead's score with its explanation and its profile."""
     try:
         with ReadAPI(settings_of(ctx)) as api:
             pick = _best_lead(api)
@@ -168,8 +168,10 @@ def sample(ctx: click.Context) -> None:
                 return
             lead_id, contact_id = pick
             _contact(api, contact_id, 8)
+            _profile(api, "contact", contact_id, None)
             click.echo("")
             _lead(api, lead_id)
+            _profile(api, "lead", lead_id, None)
     except SHOW_ERRORS as exc:
         raise fail(exc) from exc
 
