@@ -585,8 +585,12 @@ def test_sample_and_show_print_what_the_read_api_reads(
         in istore(view_settings, "show", "contact", "nope", code=1).stderr
     )
     assert (
-        "'account' is not one of 'contact', 'lead'"
-        in istore(view_settings, "show", "account", nobody, code=2).stderr
+        f"account {nobody} is unknown"
+        in istore(view_settings, "show", "account", nobody, code=1).stderr
+    )
+    assert (
+        "'opportunity' is not one of 'contact', 'lead', 'account'"
+        in istore(view_settings, "show", "opportunity", nobody, code=2).stderr
     )
 
 

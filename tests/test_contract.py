@@ -119,6 +119,7 @@ def test_personal_data_fields_are_marked_in_the_schema() -> None:
     docs = schemas.generate()
     assert schemas.personal_fields(docs["contact.created.json"]) == [
         "payload.email",
+        "payload.external_id",
         "payload.first_name",
         "payload.last_name",
         "payload.phone",
@@ -131,6 +132,7 @@ def test_personal_data_fields_are_marked_in_the_schema() -> None:
     # Sealed: every personal field but the anonymous visitor id, which keys the events.
     assert schemas.personal_fields(docs["contact.created.json"], marker="x-encrypted") == [
         "payload.email",
+        "payload.external_id",
         "payload.first_name",
         "payload.last_name",
         "payload.phone",

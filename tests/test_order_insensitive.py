@@ -13,6 +13,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from interaction_store import demo
 from interaction_store.codec import decode
@@ -23,6 +24,7 @@ from interaction_store.projection.consent import Consent, consent_state
 from interaction_store.projection.registry import KINDS, ViewInfo, build, default_definition
 from interaction_store.settings import Settings
 from interaction_store.views.sqlite import SQLiteViewStore
+from tests.conftest import TEST_MASTER_KEY
 
 DEMO: list[InteractionEvent] = list(
     demo.generate(25, seed=3, end=datetime(2026, 10, 1, tzinfo=UTC), days=150)
@@ -73,7 +75,9 @@ def projections(settings: Settings) -> list[Projection]:
 
 
 def fold(path: Path, batches: list[list[InteractionEvent]]) -> dict[str, str]:
-    settings = Settings(data_dir=path)
+    # One master key for every fold (the module's reference is made outside any test, where
+    # the embedded default would make a key per folder): the lookup index hashes under it.
+    settings = Settings(data_dir=path, master_key=SecretStr(TEST_MASTER_KEY))
     store = SQLiteViewStore(path / "views.sqlite")
     try:
         views = projections(settings)

@@ -119,12 +119,14 @@ def test_the_personal_fields_of_each_type() -> None:
         "activity.case_resolved": ["payload.resolution"],
         "contact.created": [
             "payload.email",
+            "payload.external_id",
             "payload.first_name",
             "payload.last_name",
             "payload.phone",
         ],
         "contact.updated": [
             "payload.email",
+            "payload.external_id",
             "payload.first_name",
             "payload.last_name",
             "payload.phone",

@@ -369,6 +369,12 @@ class ContactDetails(_Strict):
     last_name: Annotated[str | None, SEALABLE] = personal(default=None, max_length=200)
     email: Annotated[str | None, SEALABLE] = personal(default=None, max_length=320)
     phone: Annotated[str | None, SEALABLE] = personal(default=None, max_length=32)
+    external_id: Annotated[str | None, SEALABLE] = personal(
+        default=None,
+        max_length=200,
+        description="The person's id in another system (a CRM, a shop): it points at the "
+        "person, so it is sealed like an address; contacts are found by it (blind index)",
+    )
     is_child: bool | None = None
     guardian_contact_id: UUID | None = None
 

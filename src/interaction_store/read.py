@@ -23,6 +23,10 @@ from interaction_store.projection.consent import (
     decide,
 )
 from interaction_store.projection.erasure import ERASED_TEXT
+from interaction_store.projection.lookups import LOOKUP_KEYS, find
+from interaction_store.projection.profile_read import ProfileReader
+from interaction_store.projection.profile_values import Profile
+from interaction_store.projection.profiles import Profiles
 from interaction_store.projection.registry import ViewError, ViewRegistry, build
 from interaction_store.projection.scoring import (
     Explanation,
@@ -266,6 +270,83 @@ class ReadAPI:
             cursor=cursor,
             lead_status=lead_status,
         )
+
+    def profile(
+        self,
+        kind: str,
+        subject_id: UUID | str,
+        as_of: datetime | None = None,
+        permissions: Collection[str] | None = None,
+        fields: Collection[str] | None = None,
+        now: datetime | None = None,
+    ) -> Profile:
+        """A contact's, account's or lead's profile (now or as of ``as_of``), each value with
+        the event that set it. ``permissions``: the reader's read categories (registrations,
+        cases and engagement counters of the others are left out); ``fields``: the personal
+        field groups it may see (``names``, ``contact_points``; None: all). A merged-away
+        contact's profile has ``merged_into`` (the surviving contact, in the end)."""
+        if kind not in ("contact", "account", "lead"):
+            raise ValueError(f"kind {kind!r}: must be contact, account or lead")
+        try:
+            sid = str(subject_id if isinstance(subject_id, UUID) else UUID(str(subject_id)))
+        except ValueError:
+            raise ValueError(f"{kind}_id {subject_id!r}: not a UUID") from None
+        profiles = self.view("profiles")
+        assert isinstance(profiles, Profiles)
+        try:
+            timeline = self.view("timeline")
+        except ViewError:
+            timeline = None
+        assert timeline is None or isinstance(timeline, Timeline)
+        reader, shown = ProfileReader(profiles, timeline), self.shown(permissions)
+        # No snapshot (a BEGIN and a COMMIT fewer on PostgreSQL): as for a timeline page, a
+        # change committed between the read's four statements is at worst one read early.
+        with self.store.reading(snapshot=False) as c:
+            if kind == "account":
+                return reader.account(c, sid, as_of, shown, now)
+            if kind == "lead":
+                return reader.lead(c, sid, as_of, shown, now)
+            profile = reader.contact(c, sid, as_of, shown, fields, now)
+            if profile.merged_into is None:
+                return profile
+            return Profile("contact", sid, as_of, merged_into=reader.survivor(c, sid, as_of))
+
+    def find_contacts(
+        self, key: str, value: str, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[tuple[str, str | None]], str | None]:
+        """The contacts whose ``key`` (email, phone, external_id, anonymous_id) is ``value``
+        (normalised: see :func:`~interaction_store.projection.lookups.normal_value`), as
+        (contact id, the contact it was merged into or None), in id order; and the cursor of
+        the next page (None: no more)."""
+        if key not in LOOKUP_KEYS:
+            raise ValueError(f"lookup key {key!r}: must be one of {', '.join(LOOKUP_KEYS)}")
+        if not isinstance(value, str) or not value.strip() or len(value) > 320:
+            raise ValueError(f"{key} {value!r}: must be 1 to 320 characters")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 500:
+            raise ValueError(f"limit {limit!r}: must be a whole number from 1 to 500")
+        after = None
+        if cursor is not None:
+            try:
+                after = str(UUID(cursor))
+            except ValueError:
+                raise ValueError(f"cursor {cursor!r}: not a cursor this lookup gave") from None
+        profiles = self.view("profiles")
+        assert isinstance(profiles, Profiles)
+        if profiles.index is None:
+            raise ViewError(f"the profiles view {profiles.instance!r} keeps no lookup index")
+        digest = profiles.index.digest(key, value)
+        with self.store.reading(snapshot=False) as c:
+            ids = find(c, profiles.table("lookup"), key, digest, after, limit + 1)
+            merged: dict[str, str | None] = {}
+            for contact_id in ids[:limit]:
+                c.execute(
+                    f"SELECT merged_into FROM {profiles.table('contacts')} WHERE contact_id = %s",
+                    (contact_id,),
+                )
+                row = c.fetchone()
+                merged[contact_id] = None if row is None or row[0] is None else str(row[0])
+        more = len(ids) > limit
+        return list(merged.items()), (ids[limit - 1] if more else None)
 
     def positions(self) -> dict[str, dict[tuple[str, int], int]]:
         """Each live view's last applied offset per partition."""

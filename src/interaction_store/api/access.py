@@ -67,7 +67,10 @@ DEFAULT_ROLES = """\
 # consent state and decisions / lead scores; `publish`: may POST events; `erase`: may erase a
 # contact (DELETE /v1/contacts/{id}) and read erasure receipts; `export`: may export everything
 # about a contact (subject access: its events of the `read` categories, and its consent, scores
-# and profile).
+# and profile); `profile`: the personal fields of a profile it sees (GET /v1/contacts/{id}):
+# "names" (first and last name), "contact_points" (email, phone, external id); `lookup`: the
+# keys it may find contacts by (GET /v1/contacts?email=...): email, phone, external_id,
+# anonymous_id.
 # Categories: marketing_email, sms, push_notification, website, marketing_form, event, chat,
 # activity, opportunity ("*" for all).
 
@@ -78,24 +81,32 @@ scores = true
 publish = true
 erase = true
 export = true
+profile = ["names", "contact_points"]
+lookup = ["email", "phone", "external_id", "anonymous_id"]
 
 [roles.marketing]
 read = ["marketing_email", "sms", "push_notification", "website", "marketing_form", "event"]
 consent = true
 scores = true
 publish = false
+profile = ["names", "contact_points"]
+lookup = ["email", "anonymous_id"]
 
 [roles.sales]
 read = ["marketing_email", "event", "marketing_form", "website", "chat", "activity", "opportunity"]
 consent = false
 scores = true
 publish = false
+profile = ["names", "contact_points"]
+lookup = ["email", "phone", "external_id", "anonymous_id"]
 
 [roles.service]
 read = ["chat", "activity"]
 consent = true
 scores = false
 publish = false
+profile = ["names", "contact_points"]
+lookup = ["email", "phone", "external_id", "anonymous_id"]
 
 [roles.publisher]
 read = []
@@ -130,6 +141,10 @@ class Role:
     publish: bool = False
     erase: bool = False
     export: bool = False
+    profile: frozenset[str] = frozenset()
+    """The personal field groups of a profile it sees: names, contact_points."""
+    lookup: frozenset[str] = frozenset()
+    """The keys it may find contacts by: email, phone, external_id, anonymous_id."""
 
 
 @dataclass(frozen=True)
@@ -237,15 +252,20 @@ def _table(doc: Mapping[str, Any], name: str, source: str) -> list[tuple[str, An
 
 
 _FLAGS = ("consent", "scores", "publish", "erase", "export")
+_LISTS = {
+    "profile": ("names", "contact_points"),
+    "lookup": ("email", "phone", "external_id", "anonymous_id"),
+}
 
 
 def _role(name: str, body: Any, source: str, known: tuple[str, ...]) -> Role:
     where = f"{source}: roles.{name}"
     if not isinstance(body, Mapping):
         raise AccessError(f"{where} must be a table")
-    extra = sorted(set(body) - {"read", *_FLAGS})
+    extra = sorted(set(body) - {"read", *_FLAGS, *_LISTS})
     if extra:
-        raise AccessError(f"{where}: unknown field(s) {extra}; expected read, {', '.join(_FLAGS)}")
+        expected = ", ".join((*_FLAGS, *_LISTS))
+        raise AccessError(f"{where}: unknown field(s) {extra}; expected read, {expected}")
     read = body.get("read", [])
     if not isinstance(read, list) or not all(isinstance(c, str) for c in read):
         raise AccessError(f"{where}.read={read!r} must be a list of categories")
@@ -266,7 +286,24 @@ def _role(name: str, body: Any, source: str, known: tuple[str, ...]) -> Role:
         if not isinstance(value, bool):
             raise AccessError(f"{where}.{flag}={value!r} must be true or false")
         flags[flag] = value
-    return Role(name, frozenset(categories), **flags)
+    lists: dict[str, frozenset[str]] = {}
+    for setting, known in _LISTS.items():
+        value = body.get(setting, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise AccessError(f"{where}.{setting}={value!r} must be a list of names")
+        wrong = sorted(set(value) - set(known))
+        if wrong:
+            raise AccessError(
+                f"{where}.{setting}: unknown name(s) {wrong} (known: {', '.join(known)})"
+            )
+        lists[setting] = frozenset(value)
+    return Role(
+        name,
+        frozenset(categories),
+        profile=lists["profile"],
+        lookup=lists["lookup"],
+        **flags,
+    )
 
 
 def add_key(path: Path, name: str, role: str, categories: tuple[str, ...] = CATEGORIES) -> str:

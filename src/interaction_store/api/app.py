@@ -13,12 +13,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from interaction_store import __version__
 from interaction_store.api import (
     consent,
+    contacts_lookup,
     erasures,
     errors,
     export,
     ingest,
     ops,
     positions,
+    profiles,
     scores,
     timelines,
 )
@@ -55,8 +57,9 @@ def create_app(
     if role in ("all", "ingest"):
         app.include_router(ingest.router)
     if role in ("all", "read"):
-        for resource in (timelines, consent, scores, export, positions, erasures):
+        for resource in (timelines, consent, scores, export, positions, erasures, profiles):
             app.include_router(resource.router)
+        app.include_router(contacts_lookup.router)
     app.include_router(ops.router)
     app.add_middleware(_Measure, metrics=app.state.services.metrics)
     return app

@@ -79,6 +79,14 @@ exporter = _needing(
     "may not export a contact's data (subject access): give its role `export = true` in the "
     "access file, or use a key of the privacy or admin role",
 )
+profile_reader = _needing(
+    lambda r: bool(r.read or r.profile),
+    "may read no profile: give its role `profile = [...]` or read categories in the access file",
+)
+contact_finder = _needing(
+    lambda r: bool(r.lookup),
+    "may not look contacts up: give its role `lookup = [...]` in the access file",
+)
 
 
 Publisher = Annotated[Principal, Depends(publisher)]
@@ -87,3 +95,5 @@ ConsentReader = Annotated[Principal, Depends(consent_reader)]
 ScoresReader = Annotated[Principal, Depends(scores_reader)]
 Eraser = Annotated[Principal, Depends(eraser)]
 Exporter = Annotated[Principal, Depends(exporter)]
+ProfileReader = Annotated[Principal, Depends(profile_reader)]
+ContactFinder = Annotated[Principal, Depends(contact_finder)]

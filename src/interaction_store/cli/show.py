@@ -1,8 +1,9 @@
-"""Commands that show the views to a person: one contact, one lead, or a sample of both."""
+"""Commands that show the views to a person: one contact, lead or account, or a sample."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 from uuid import UUID
 
 import click
@@ -12,6 +13,7 @@ from interaction_store.cli import fail, main, settings_of
 from interaction_store.cli.views import ERRORS
 from interaction_store.projection.consent import Consent, UnknownContact, decide
 from interaction_store.projection.consent.ledger import Ledger
+from interaction_store.projection.profile_values import Profile, Recorded, Source
 from interaction_store.read import ReadAPI
 
 SHOW_ERRORS: tuple[type[Exception], ...] = (*ERRORS, LookupError)
@@ -53,6 +55,62 @@ def _contact(api: ReadAPI, given_id: str, entries: int) -> None:
         click.echo(f"  - {reason}"[:160])
 
 
+def _when(source: Source | None) -> str:
+    if source is None:
+        return "(never set)"
+    return f"({source.event_type} {source.event_id} at {source.occurred_at:%Y-%m-%d %H:%M})"
+
+
+def _profile(api: ReadAPI, kind: str, given_id: str, as_of: datetime | None) -> None:
+    """The profile as ``GET /v1/<kind>s/{id}`` answers it, each value with its event."""
+    try:
+        subject_id = str(UUID(given_id))
+    except ValueError:
+        raise ValueError(f"{kind}_id {given_id!r}: not a UUID") from None
+    api.view("profiles")  # says if no view is live yet
+    if not lookup.known(api, cast(lookup.Subject, kind), subject_id):
+        raise LookupError(
+            f"{kind} {subject_id} is unknown: no live view holds anything about it (check "
+            "the id, or let the views catch up with the log: istore run)"
+        )
+    p: Profile = api.profile(kind, subject_id, as_of)
+    when = f" as of {as_of.isoformat()}" if as_of else ""
+    if p.merged_into is not None:
+        click.echo(
+            f"Contact {subject_id} was merged into {p.merged_into.value}{when} "
+            f"{_when(p.merged_into.source)}: show that one"
+        )
+        return
+    click.echo(f"Profile of {kind} {subject_id}{when}:")
+    for name, recorded in p.fields.items():
+        value = recorded.value if isinstance(recorded, Recorded) else recorded
+        click.echo(f"  {name} = {value}  {_when(recorded.source)}"[:160])
+    if p.origin is not None:
+        o = p.origin
+        click.echo(f"  source: {o.source}, campaign {o.campaign_id}, journey {o.journey_id}")
+    for m in p.memberships:
+        until = f" until {_when(m.until)}" if m.until else " (member)"
+        click.echo(
+            f"  account {m.account_id} / contact {m.contact_id} since {_when(m.since)}{until}"
+        )
+    for lead in p.leads:
+        click.echo(
+            f"  lead {lead.lead_id}: {lead.status}, {lead.topic or '-'} {_when(lead.source)}"
+        )
+    for r in p.registrations:
+        state = ("registered" if r.registered else "cancelled") + (
+            ", attended" if r.attended else ""
+        )
+        click.echo(f"  event {r.event_ref} {r.event_name}: {state} {_when(r.source)}"[:160])
+    for case in p.open_cases:
+        click.echo(
+            f"  open case {case.case_id} ({case.priority}, {case.origin}) {_when(case.source)}"
+        )
+    if p.engagement:
+        counts = ", ".join(f"{e.channel} {e.count}" for e in p.engagement)
+        click.echo(f"  engagement since {p.window_start:%Y-%m-%d}: {counts}")
+
+
 def _lead(api: ReadAPI, lead_id: str) -> None:
     for score in api.lead_scores(lead_id):
         if score.status != "scored":
@@ -73,15 +131,26 @@ def _lead(api: ReadAPI, lead_id: str) -> None:
 
 
 @main.command()
-@click.argument("kind", type=click.Choice(["contact", "lead"]))
+@click.argument("kind", type=click.Choice(["contact", "lead", "account"]))
 @click.argument("id")
 @click.option("--entries", type=click.IntRange(1, 500), default=10, show_default=True)
+@click.option(
+    "--as-of",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z"]),
+    default=None,
+    help="Show the profile as it stood then (ISO 8601 with a zone, e.g. 2026-03-01T09:00+00:00)",
+)
 @click.pass_context
-def show(ctx: click.Context, kind: str, id: str, entries: int) -> None:
-    """Show a contact (timeline, consent) or a lead (scores and why)."""
+def show(ctx: click.Context, kind: str, id: str, entries: int, as_of: datetime | None) -> None:
+    """Show a contact (timeline, consent, profile), a lead (scores and why, profile) or an
+    account (profile); each profile value with the event that set it."""
     try:
         with ReadAPI(settings_of(ctx)) as api:
-            (_contact(api, id, entries) if kind == "contact" else _lead(api, id))
+            if kind == "contact":
+                _contact(api, id, entries)
+            elif kind == "lead":
+                _lead(api, id)
+            _profile(api, kind, id, as_of)
     except SHOW_ERRORS as exc:
         raise fail(exc) from exc
 
@@ -89,8 +158,8 @@ def show(ctx: click.Context, kind: str, id: str, entries: int) -> None:
 @main.command()
 @click.pass_context
 def sample(ctx: click.Context) -> None:
-    """A readable sample of the live views: the best-scored lead, its contact's timeline
-    and consent, and the lead's score with its explanation."""
+    """A readable sample of the live views: the best-scored lead, its contact's timeline,
+    consent and profile, and the lead's score with its explanation and its profile."""
     try:
         with ReadAPI(settings_of(ctx)) as api:
             pick = _best_lead(api)
@@ -99,8 +168,10 @@ def sample(ctx: click.Context) -> None:
                 return
             lead_id, contact_id = pick
             _contact(api, contact_id, 8)
+            _profile(api, "contact", contact_id, None)
             click.echo("")
             _lead(api, lead_id)
+            _profile(api, "lead", lead_id, None)
     except SHOW_ERRORS as exc:
         raise fail(exc) from exc
 

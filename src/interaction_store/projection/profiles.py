@@ -4,13 +4,19 @@ views need.
 Every profile event is kept per entity; an entity's row is folded again from all of its events
 in (occurred_at, event_id) order whenever one arrives, so the rows are a function of the set of
 events, not of the order they came in.
+
+The live profiles view (built :meth:`Profiles.from_settings`, with a blind index) also keeps a
+contact's event registrations and cases (without their personal fields: kinds ``registration``
+and ``case``, read back by :mod:`interaction_store.projection.profile_read`) and the contact
+lookup index (:mod:`interaction_store.projection.lookups`). The copies other views keep for
+themselves do neither.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -30,8 +36,13 @@ from interaction_store.events import (
 )
 from interaction_store.projection.base import Projection, chunks, iso, placeholders, select_in
 from interaction_store.projection.erasure import ERASED_TYPE, forget_document, named_by
+from interaction_store.projection.lookups import DDL as LOOKUP_DDL
+from interaction_store.projection.lookups import BlindIndex, erased_among
 from interaction_store.projection.merges import MERGE_TYPES, MERGED, MergeState, merge_states
 from interaction_store.views.base import Cursor, insert_rows, update_rows
+
+if TYPE_CHECKING:
+    from interaction_store.settings import Settings
 
 PROFILE_PREFIXES = ("contact.", "account.", "lead.", "opportunity.", "identity.")
 PROFILE_TYPES = frozenset(t for t in EVENT_TYPES if t.startswith(PROFILE_PREFIXES))
@@ -49,6 +60,14 @@ _DEALS = (OpportunityCreated, OpportunityStageChanged, OpportunityWon, Opportuni
 
 LEAD_FIELDS = ("topic", "source")
 """A lead's own attributes (besides its parents): what scoring rules may test."""
+
+ACTIVITY_TYPES = frozenset(
+    t for t in EVENT_TYPES if t.startswith("event.") or t.startswith("activity.case_")
+)
+"""What the live profiles keep beside the profile events: registrations and cases."""
+
+ACTIVITY_KINDS = {"event": "registration", "activity": "case"}
+"""The entity kind an activity is kept under (per contact and event, or contact and case)."""
 
 CONTACT_FIELDS = ("first_name", "last_name", "email", "phone", "is_child", "guardian_contact_id")
 ACCOUNT_FIELDS = ("name", "street", "city", "postal_code", "country", "primary_contact_id")
@@ -113,6 +132,9 @@ _FOLDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     ),
 }
 
+_KEPT_BARE = frozenset(ACTIVITY_KINDS.values())
+"""Kinds whose events are kept without their personal fields (a profile shows none of them)."""
+
 TABLE_COLUMNS = {table: columns for table, columns, _ in _FOLDS.values()}
 """Each folded table's columns (the ``events`` table aside)."""
 
@@ -123,9 +145,24 @@ class Profiles(Projection):
     kind = "profiles"
     event_types = PROFILE_TYPES
 
+    def __init__(self, instance: str | None = None, index: BlindIndex | None = None) -> None:
+        """``index``: keep activities and the contact lookup index too (the live view)."""
+        super().__init__(instance)
+        self.index = index
+        if index is not None:
+            self.event_types = PROFILE_TYPES | ACTIVITY_TYPES
+
+    @classmethod
+    def from_settings(cls, settings: Settings, instance: str | None = None) -> Profiles:
+        """The live kind: with the lookup index under the settings' master key."""
+        from interaction_store.privacy.master import load_master_key
+
+        return cls(instance, BlindIndex(lambda: load_master_key(settings)))
+
     @property
     def tables(self) -> dict[str, str]:
-        return {
+        extra = {"lookup": LOOKUP_DDL} if self.index is not None else {}
+        return extra | {
             "events": "kind TEXT NOT NULL, entity_id TEXT NOT NULL, occurred_at TEXT NOT NULL, "
             "event_id TEXT NOT NULL, type TEXT NOT NULL, doc TEXT NOT NULL, "
             "PRIMARY KEY (kind, entity_id, event_id)",
@@ -171,16 +208,29 @@ class Profiles(Projection):
             f"ON {self.table('opportunities')} (contact_id)",
             f"CREATE INDEX IF NOT EXISTS {self.table('opportunities_by_lead')} "
             f"ON {self.table('opportunities')} (lead_id)",
-        ]
+        ] + (
+            [
+                f"CREATE INDEX IF NOT EXISTS {self.table('lookup_by_contact')} "
+                f"ON {self.table('lookup')} (contact_id)"
+            ]
+            if self.index is not None
+            else []
+        )
 
     def wants(self, event: InteractionEvent) -> bool:
-        return event.type.startswith(PROFILE_PREFIXES)
+        return event.type.startswith(PROFILE_PREFIXES) or (
+            self.index is not None and event.type in ACTIVITY_TYPES
+        )
 
-    @staticmethod
-    def entities(event: InteractionEvent) -> list[tuple[str, str]]:
+    def entities(self, event: InteractionEvent) -> list[tuple[str, str]]:
         """The (kind, id) of every entity an event changes."""
         s, p = event.subject, event.payload
         t = event.type
+        if t in ACTIVITY_TYPES:
+            ref = getattr(p, "event_ref", None) or getattr(p, "case_id", None)
+            if self.index is None or s.contact_id is None or ref is None:
+                return []
+            return [(ACTIVITY_KINDS[event.channel], f"{s.contact_id}|{ref}")]
         if t in ("contact.created", "contact.updated") and s.contact_id:
             return [("contact", str(s.contact_id))]
         if isinstance(p, ContactsMerged | ContactsUnmerged) and s.contact_id:
@@ -216,7 +266,7 @@ class Profiles(Projection):
         rows = []
         for kind, entity, event in found:
             doc = to_document(event)
-            if erased.intersection(owners[kind, entity, event.event_id]):
+            if erased.intersection(owners[kind, entity, event.event_id]) or kind in _KEPT_BARE:
                 doc = forget_document(doc)
             rows.append(
                 (
@@ -231,8 +281,11 @@ class Profiles(Projection):
         insert_rows(cursor, self.table("events"), _EVENT_COLUMNS, rows, _EVENT_KEY)
         if newly:
             touched["opportunity"].update(self._forget(cursor, newly))
+        histories: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for kind, ids in touched.items():
-            history = self._history(cursor, kind, sorted(ids))
+            if kind in _KEPT_BARE:
+                continue  # read back event by event: no row to fold
+            history = histories[kind] = self._history(cursor, kind, sorted(ids))
             fold = getattr(self, f"_fold_{kind}")
             table, columns, key = _FOLDS[kind]
             states = self._merges(cursor, history) if kind == "contact" else {}
@@ -244,6 +297,36 @@ class Profiles(Projection):
             insert_rows(cursor, self.table(table), columns, [r for r in folded if r], key, update)
             if gone:
                 cursor.executemany(f"DELETE FROM {self.table(table)} WHERE {key[0]} = %s", gone)
+        if self.index is not None:
+            self._index(cursor, self.index, histories, erased)
+
+    def _index(
+        self,
+        cursor: Cursor,
+        index: BlindIndex,
+        histories: dict[str, dict[str, list[dict[str, Any]]]],
+        erased: set[tuple[str, str]],
+    ) -> None:
+        """Make the lookup rows of the contacts and visitors folded again: none for an erased
+        contact, nor for a visitor linked to one (whichever arrived first)."""
+        contacts: dict[str, dict[str, Any] | None] = {}
+        for contact_id, docs in histories.get("contact", {}).items():
+            if ("contact", contact_id) in erased:
+                contacts[contact_id] = None
+                continue
+            values: dict[str, Any] = {}
+            for d in docs:
+                if d["type"] in ("contact.created", "contact.updated"):
+                    values |= {k: v for k, v in d["payload"].items() if v is not None}
+            contacts[contact_id] = values
+        links = {
+            a: docs[-1]["payload"]["contact_id"]
+            for a, docs in histories.get("identity", {}).items()
+        }
+        gone = {c for (k, c) in erased if k == "contact"}
+        gone |= erased_among(cursor, self.table("events"), set(links.values()) - gone)
+        visitors = {a: (None if c in gone else c) for a, c in links.items()}
+        index.refresh(cursor, self.table("lookup"), contacts, visitors)
 
     def _merges(
         self, cursor: Cursor, history: dict[str, list[dict[str, Any]]]
