@@ -132,12 +132,14 @@ def test_the_personal_fields_of_each_type() -> None:
             "payload.phone",
         ],
         "identity.linked": ["payload.anonymous_id"],
+        "identity.unlinked": ["payload.anonymous_id"],
         "consent.contact_point_changed": ["payload.contact_point"],
         "opportunity.lost": ["payload.reason"],
     }
     # Sealed: all of them but the anonymous visitor ids, which key events and view rows.
     sealed = {t: list(ps) for t, ps in sealed_paths().items() if ps}
-    expected = {t: ps for t, ps in beyond_subject.items() if ps and t != "identity.linked"}
+    visitor_links = ("identity.linked", "identity.unlinked")
+    expected = {t: ps for t, ps in beyond_subject.items() if ps and t not in visitor_links}
     assert sealed == expected
 
 
