@@ -19,6 +19,7 @@ import pstats
 import random
 import re
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -717,6 +718,10 @@ def compare_workers(
             None if f.cpu_seconds is None else round(f.cpu_seconds, 1) for f in timings[flag]
         ]
     run.figures += [unsealed, sealed]
+    median = {f: statistics.median(x.rate for x in figs) for f, figs in timings.items()}
+    cpu = {f: statistics.median(x.cpu_seconds or 0.0 for x in figs) for f, figs in timings.items()}
+    sealed.extra["median_ratio"] = round(median[True] / median[False], 3)
+    sealed.extra["cpu_ratio"] = round(cpu[False] / cpu[True], 3) if cpu[True] else None
     _say(f"{label}: sealed {sealed.rate:,.0f}/s vs unsealed {unsealed.rate:,.0f}/s")
 
 
@@ -1183,6 +1188,14 @@ def report(run: Run, total_s: float) -> None:
                 )
             )
         print(_table(lat_header, lat_rows))
+    for f in run.figures:
+        if f.key.startswith("worker_") and f.key.endswith("_sealed") and f.baseline:
+            rounds = (f.baseline.extra["rounds_events_per_s"], f.extra["rounds_events_per_s"])
+            print(
+                f"{f.label.rsplit(',', 1)[0]}, rounds: unsealed {rounds[0]}, sealed {rounds[1]} "
+                f"events/s; medians {f.extra['median_ratio']:.2f}x, CPU (medians) "
+                f"{f.extra['cpu_ratio'] or 0:.2f}x"
+            )
     checks = goals(run)
     print()
     if args.events != GOAL_SCALE:
