@@ -17,12 +17,13 @@ import math
 import os
 import pstats
 import resource
+import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,14 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import SecretStr
 
 from bench.documents import write_documents
+from bench.plain import PlainSealer, new_master_key
 from interaction_store.catalog import StreamCatalog
 from interaction_store.codec import decode, encode
 from interaction_store.events import InteractionEvent
 from interaction_store.ingest import Ingest, Outcome
 from interaction_store.log.base import EventLog
 from interaction_store.log.embedded import EmbeddedLog
+from interaction_store.privacy.sealing import Sealer, sealer_of
 from interaction_store.settings import Settings
 
 BATCH = 5000
@@ -48,6 +52,13 @@ KAFKA_PUBLISH_GOAL = 0.8
 
 EMBEDDED_APPEND_GOAL = 50_000
 """Events per second appended to the embedded log."""
+
+SEALED_GOAL = 0.9
+"""The full publish path with personal fields sealed, as a fraction of the same path with a
+sealer that does nothing (same data, same log backend, same run)."""
+
+MASTER_KEY: SecretStr = new_master_key()
+"""The master key of every store this run makes (Kafka has no default one)."""
 
 # Producer settings copied from our KafkaLog's producer onto the raw one, so both send alike.
 PRODUCER_TUNING = (
@@ -90,21 +101,28 @@ GC_CLOCK = _GcClock()
 
 
 class Timer:
-    """Wall, process CPU (all threads) and GC seconds of one or more blocks, added up."""
+    """Wall, process CPU (all threads), GC seconds, and the CPU of child processes that ended
+    within (the validation worker of ``publish_lines``), of one or more blocks, added up."""
 
     def __init__(self) -> None:
-        self.seconds = self.cpu_seconds = self.gc_seconds = 0.0
-        self._marks = (0.0, 0.0, 0.0)
+        self.seconds = self.cpu_seconds = self.gc_seconds = self.child_cpu_seconds = 0.0
+        self._marks = (0.0, 0.0, 0.0, 0.0)
 
     def __enter__(self) -> Timer:
-        self._marks = (time.perf_counter(), time.process_time(), GC_CLOCK.total)
+        self._marks = (time.perf_counter(), time.process_time(), GC_CLOCK.total, _child_cpu())
         return self
 
     def __exit__(self, *exc: object) -> None:
-        wall, cpu, gc_total = self._marks
+        wall, cpu, gc_total, child = self._marks
         self.seconds += time.perf_counter() - wall
         self.cpu_seconds += time.process_time() - cpu
         self.gc_seconds += GC_CLOCK.total - gc_total
+        self.child_cpu_seconds += _child_cpu() - child
+
+
+def _child_cpu() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 @dataclass
@@ -261,6 +279,7 @@ class KafkaRun:
     created: list[str] = field(default_factory=list)
     producer_settings: dict[str, Any] = field(default_factory=dict)
     broker_warmup: int = 30_000
+    rounds: int = 2
 
     def settings(self, name: str) -> Settings:
         return Settings(
@@ -269,6 +288,7 @@ class KafkaRun:
             kafka_bootstrap_servers=self.bootstrap,
             topic_prefix=f"bench{self.tag}.{name}.",
             kafka_client_id=f"istore-bench-{name}",
+            master_key=MASTER_KEY,
         )
 
 
@@ -283,9 +303,9 @@ def bench_kafka(run: KafkaRun) -> None:
         logs: dict[str, KafkaLog] = {}
         # Each figure writes its own topics, made from the same catalog (another prefix), so
         # partition counts and routing are the same everywhere.
-        for name in ("warm", "raw", "rawbatch", "backend", "ours", "lines", "plain"):
+        for name in ("warm", "raw", "rawbatch", "backend", "ours", "notx"):
             settings = run.settings(name)
-            if name == "plain":  # the same path without a transaction per batch
+            if name == "notx":  # the same path without a transaction per batch
                 settings = settings.model_copy(update={"kafka_transactions": False})
             log = KafkaLog(settings)
             stack.callback(log.close)
@@ -329,7 +349,7 @@ def bench_kafka(run: KafkaRun) -> None:
         raw_send("rawbatch", data.warm_records, BATCH)
         publish_backend(logs["backend"], data.warm_lines, data.now, Timer())
         publish_documents(Ingest(ours, BATCH), data.warm_lines, Timer(), "warm-up")
-        publish_documents(Ingest(logs["plain"], BATCH), data.warm_lines, Timer(), "warm-up")
+        publish_documents(Ingest(logs["notx"], BATCH), data.warm_lines, Timer(), "warm-up")
 
         _say(f"raw producer: {measured} events, one flush at the end")
         t = Timer()
@@ -370,52 +390,63 @@ def bench_kafka(run: KafkaRun) -> None:
             )
         )
 
-        _say(f"our publish path, in-process: Ingest.publish_documents of {measured} documents")
-        t = Timer()
-        publish_documents(Ingest(ours, BATCH), data.lines, t, "our publish path, in-process")
-        run.figures.append(
-            Figure(
-                "kafka_ours_publish_in_process",
-                "  ours: Ingest.publish_documents, in-process (diagnostic)",
-                measured,
-                t,
-                baseline=raw_pub,
-            )
-        )
+        # The full path, sealed and unsealed, in alternating rounds on fresh topics each:
+        # as istore publish (publish_lines) and in-process (publish_documents).
+        def make_log(name: str) -> EventLog:
+            log = KafkaLog(run.settings(name))
+            stack.callback(log.close)
+            run.created += log.ensure_topics()
+            return log
 
-        _say(f"our publish path: Ingest.publish_lines of {measured} documents (fresh topics)")
-        ours_lines = logs["lines"]
-        t = Timer()
-        publish_lines(Ingest(ours_lines, BATCH), data.lines, t, "our publish path")
-        ours_pub = Figure(
+        sealing = measure_sealing("Kafka", make_log, data, run.rounds)
+        unsealed_pub, ours_pub = sealing_figures(
             "kafka_ours_publish",
-            "ours: Ingest.publish_lines (KafkaLog), as istore publish",
+            "ours: Ingest.publish_lines (KafkaLog)",
+            sealing,
+            "lines",
             measured,
-            t,
+        )
+        in_process = sealing_figures(
+            "kafka_ours_publish_in_process",
+            "ours: Ingest.publish_documents, in-process",
+            sealing,
+            "documents",
+            measured,
+        )
+        # The store's path is the sealed one: its goal against the raw producer stays, as a
+        # figure of its own beside the ratio to the unsealed path.
+        vs_raw = Figure(
+            "kafka_ours_publish_vs_raw",
+            "ours: Ingest.publish_lines (KafkaLog), sealed, as istore publish",
+            measured,
+            ours_pub.timer,
             baseline=raw_pub,
             goal=f">= {KAFKA_PUBLISH_GOAL}x raw",
         )
-        ours_pub.passed = (ours_pub.ratio or 0) >= KAFKA_PUBLISH_GOAL
-        run.figures.append(ours_pub)
+        vs_raw.passed = (vs_raw.ratio or 0) >= KAFKA_PUBLISH_GOAL
+        unsealed_pub.baseline = raw_pub
+        run.figures += [vs_raw, unsealed_pub, ours_pub, *in_process]
+        # What the read figures read: warm-up and measured events, sealed.
+        read_log = sealing.logs["documents-sealed0"]
 
         _say(f"our publish path without transactions: {measured} documents (fresh topics)")
         t = Timer()
-        publish_lines(Ingest(logs["plain"], BATCH), data.lines, t, "without transactions")
-        plain_pub = Figure(
+        publish_lines(Ingest(logs["notx"], BATCH), data.lines, t, "without transactions")
+        notx_pub = Figure(
             "kafka_ours_publish_no_transactions",
             "  ours, ISTORE_KAFKA_TRANSACTIONS=false (diagnostic)",
             measured,
             t,
             baseline=raw_pub,
         )
-        run.figures.append(plain_pub)
+        run.figures.append(notx_pub)
         run.figures.append(
             Figure(
                 "kafka_transactions_cost",
                 "  ours with a transaction per batch, vs without",
                 measured,
                 ours_pub.timer,
-                baseline=plain_pub,
+                baseline=notx_pub,
             )
         )
 
@@ -447,7 +478,7 @@ def bench_kafka(run: KafkaRun) -> None:
             read = [0]  # a cell the stop condition can see
             deadline = time.monotonic() + DRAIN_TIMEOUT_S
             for batch in ours.follow(
-                topics=[topic_of("ours", logical)],
+                topics=[read_log.catalog.by_name(logical).name],
                 batch_size=BATCH,
                 idle_sleep=0.2,
                 until=lambda: read[0] >= limit or time.monotonic() > deadline,
@@ -508,33 +539,163 @@ def delete_topics(bootstrap: str, names: list[str]) -> None:
         admin.close()
 
 
+# --------------------------------------------------------------------------- sealing
+
+
+MODES = ("lines", "documents")
+"""The two ways of publishing measured with and without sealing: ``Ingest.publish_lines``
+(as ``istore publish``: a worker process validates the next batch meanwhile) and
+``Ingest.publish_documents`` (one batch at a time, all in this process, as the HTTP API)."""
+
+
+@dataclass
+class Sealing:
+    """The full publish path on one log backend, sealed (the store's sealer, key store beside
+    the log) and unsealed (a sealer that does nothing), measured in alternating rounds, each
+    on a fresh log."""
+
+    backend: str
+    timers: dict[tuple[str, bool], list[Timer]] = field(default_factory=dict)
+    """(mode, sealed) -> one timer per round."""
+    logs: dict[str, EventLog] = field(default_factory=dict)
+    """The measured logs by name (``lines-sealed0``, ...), open until the caller's stack
+    closes them."""
+
+    def best(self, mode: str, sealed: bool) -> Timer:
+        return min(self.timers[(mode, sealed)], key=lambda t: t.seconds)
+
+
+def measure_sealing(
+    backend: str,
+    make_log: Callable[[str], EventLog],
+    data: Data,
+    rounds: int,
+) -> Sealing:
+    """``rounds`` rounds of both paths (unsealed, sealed) in both modes over the same
+    documents, each on a log of its own (fresh topics, a fresh folder) warmed with the warm-up
+    documents first; the order flips every round so that neither side always runs first."""
+    out = Sealing(backend)
+    for r in range(rounds):
+        order = (False, True) if r % 2 == 0 else (True, False)
+        for mode in MODES:
+            for sealed in order:
+                name = f"{mode}-{'sealed' if sealed else 'unsealed'}{r}"
+                log = make_log(name)
+                out.logs[name] = log
+                sealer: Sealer = sealer_of(log.settings) if sealed else PlainSealer()
+                try:
+                    ingest = Ingest(log, BATCH, sealer=sealer)
+                    publish_documents(ingest, data.warm_lines, Timer(), f"{backend} warm-up")
+                    _say(f"{backend}, round {r + 1}/{rounds}: {name}")
+                    t = Timer()
+                    if mode == "lines":
+                        publish_lines(ingest, data.lines, t, f"{backend} {name}")
+                    else:
+                        publish_documents(ingest, data.lines, t, f"{backend} {name}")
+                finally:
+                    sealer.close()
+                out.timers.setdefault((mode, sealed), []).append(t)
+                _check_sealed(log, sealed, f"{backend} {name}")
+    return out
+
+
+def _check_sealed(log: EventLog, sealed: bool, what: str) -> None:
+    """The first page of the interactions topic holds sealed fields exactly when it should."""
+    topic = log.catalog.by_name("interactions").name
+    page = log.read(topic, 0, 0, 1000)
+    found = sum(1 for r in page if r.value is not None and b'"enc:v1:' in r.value)
+    if sealed != (found > 0):
+        raise SystemExit(f"{what}: {found} of {len(page)} records hold sealed fields")
+
+
+def sealing_figures(key: str, label: str, s: Sealing, mode: str, measured: int) -> list[Figure]:
+    """Best of the rounds of each path in one mode, and their ratio (the goal for
+    ``lines``, the store's publish path; a diagnostic for ``documents``)."""
+    goal = mode == "lines"
+    indent = "" if goal else "  "
+    unsealed = Figure(
+        f"{key}_unsealed",
+        f"{indent}{label}, unsealed (no-op Sealer)",
+        measured,
+        s.best(mode, False),
+    )
+    sealed = Figure(
+        f"{key}_sealed",
+        f"{indent}{label}, sealed",
+        measured,
+        s.best(mode, True),
+        baseline=unsealed,
+    )
+    if goal:
+        sealed.goal = f">= {SEALED_GOAL}x unsealed"
+        sealed.passed = (sealed.ratio or 0) >= SEALED_GOAL
+    rounds = {
+        what: {
+            "events_per_s": [round(measured / t.seconds) for t in s.timers[(mode, flag)]],
+            "cpu_s": [
+                round(t.cpu_seconds + t.child_cpu_seconds, 2) for t in s.timers[(mode, flag)]
+            ],
+        }
+        for what, flag in (("sealed", True), ("unsealed", False))
+    }
+    sealed.note = unsealed.note = orjson.dumps(rounds).decode()
+    return [unsealed, sealed]
+
+
+def sealed_fields(records: Sequence[Prepared]) -> dict[str, float]:
+    """How much of the data the sealer has to do: the share of events with a field to seal
+    and the fields sealed per event (the demo mix)."""
+    from interaction_store.privacy.fields import sealed_paths
+
+    paths = {t: [p.split(".", 1) for p in ps] for t, ps in sealed_paths().items()}
+    with_fields = fields = 0
+    for _, _, value, kind in records:
+        wanted = paths.get(kind.decode())
+        if not wanted:
+            continue
+        doc = orjson.loads(value)
+        n = sum(1 for head, name in wanted if (doc.get(head) or {}).get(name) is not None)
+        fields += n
+        with_fields += n > 0
+    return {
+        "events_with_sealed_fields": round(with_fields / len(records), 3),
+        "sealed_fields_per_event": round(fields / len(records), 3),
+    }
+
+
 # --------------------------------------------------------------------------- embedded
 
 
-def bench_embedded(data: Data, tmp: Path) -> list[Figure]:
+def embedded_settings(folder: Path) -> Settings:
+    return Settings(backend="embedded", data_dir=folder, master_key=MASTER_KEY)
+
+
+def bench_embedded(data: Data, tmp: Path, rounds: int) -> list[Figure]:
     measured = len(data.lines)
     with ExitStack() as stack:
-        full = EmbeddedLog(Settings(backend="embedded", data_dir=tmp / "embedded-full"))
-        stack.callback(full.close)
-        backend = EmbeddedLog(Settings(backend="embedded", data_dir=tmp / "embedded-backend"))
+        backend = EmbeddedLog(embedded_settings(tmp / "embedded-backend"))
         stack.callback(backend.close)
-        ingest = Ingest(full, batch_size=BATCH)
+
+        def make_log(name: str) -> EventLog:
+            log = EmbeddedLog(embedded_settings(tmp / f"embedded-{name}"))
+            stack.callback(log.close)
+            return log
 
         _say(f"embedded warm-up: {len(data.warm_lines)} events")
-        publish_documents(ingest, data.warm_lines, Timer(), "warm-up")
         publish_backend(backend, data.warm_lines, data.now, Timer())
 
-        _say(f"embedded append, full path: {measured} documents")
-        t = Timer()
-        publish_lines(ingest, data.lines, t, "embedded full path")
-        full_fig = Figure(
-            "embedded_append_full",
-            "embedded: Ingest.publish_lines, as istore publish",
-            measured,
-            t,
-            goal=f">= {EMBEDDED_APPEND_GOAL:,}/s",
+        sealing = measure_sealing("embedded", make_log, data, rounds)
+        unsealed_fig, full_fig = sealing_figures(
+            "embedded_append_full", "embedded: Ingest.publish_lines", sealing, "lines", measured
         )
-        full_fig.passed = full_fig.rate >= EMBEDDED_APPEND_GOAL
+        in_process = sealing_figures(
+            "embedded_append_in_process",
+            "embedded: Ingest.publish_documents, in-process",
+            sealing,
+            "documents",
+            measured,
+        )
+        full = sealing.logs["lines-sealed0"]
 
         _say(f"embedded append, backend only: {measured} pre-decoded events")
         t = Timer()
@@ -549,7 +710,8 @@ def bench_embedded(data: Data, tmp: Path) -> list[Figure]:
             goal=f">= {EMBEDDED_APPEND_GOAL:,}/s",
         )
         backend_fig.passed = backend_fig.rate >= EMBEDDED_APPEND_GOAL
-        full_fig.baseline = backend_fig  # what validation and encoding cost on top
+        # What validation and encoding cost on top of the backend: the unsealed full path.
+        unsealed_fig.baseline = backend_fig
 
         topics = [spec.name for spec in full.catalog.event_topics]
         total = len(data.warm_lines) + measured
@@ -588,19 +750,20 @@ def bench_embedded(data: Data, tmp: Path) -> list[Figure]:
         for fig in (read_fig, decode_fig):
             if fig.events != total:
                 raise SystemExit(f"{fig.label}: read {fig.events} of {total} records")
-    return [full_fig, backend_fig, read_fig, decode_fig]
+    return [unsealed_fig, full_fig, *in_process, backend_fig, read_fig, decode_fig]
 
 
 # --------------------------------------------------------------------------- profiling
 
 
 def profile_paths(data: Data, tmp: Path, bootstrap: str | None, count: int, top: int) -> None:
-    """cProfile of our publish paths. Main thread only: the Kafka sender thread is not in it;
-    GC pauses are charged to whichever call allocated when the collector ran."""
+    """cProfile of our publish paths, unsealed (a no-op sealer) then sealed, each on a fresh
+    log. Main thread only: the Kafka sender thread is not in it; GC pauses are charged to
+    whichever call allocated when the collector ran."""
     lines = data.lines[:count]
 
-    def profiled(title: str, log: EventLog) -> None:
-        ingest = Ingest(log, batch_size=BATCH)
+    def profiled(title: str, log: EventLog, sealer: Sealer) -> None:
+        ingest = Ingest(log, batch_size=BATCH, sealer=sealer)
         ingest.publish_documents(data.warm_lines, "bench")
         prof = cProfile.Profile()
         t = Timer()
@@ -609,6 +772,7 @@ def profile_paths(data: Data, tmp: Path, bootstrap: str | None, count: int, top:
             for batch in _batches(lines):
                 ingest.publish_documents(batch, "bench")
             prof.disable()
+        sealer.close()
         for order in ("tottime", "cumulative"):
             buf = io.StringIO()
             pstats.Stats(prof, stream=buf).sort_stats(order).print_stats(top)
@@ -618,23 +782,32 @@ def profile_paths(data: Data, tmp: Path, bootstrap: str | None, count: int, top:
             )
             print(buf.getvalue().split("\n\n", 1)[-1].rstrip())
 
-    with EmbeddedLog(Settings(backend="embedded", data_dir=tmp / "profile-embedded")) as log:
-        profiled("embedded Ingest.publish_documents", log)
+    for sealed in (False, True):
+        what = "sealed" if sealed else "unsealed"
+        settings = embedded_settings(tmp / f"profile-embedded-{what}")
+        with EmbeddedLog(settings) as log:
+            sealer = sealer_of(settings) if sealed else PlainSealer()
+            profiled(f"embedded Ingest.publish_documents, {what}", log, sealer)
     if bootstrap is None:
         return
     from interaction_store.log.kafka import KafkaLog
 
-    settings = Settings(
-        backend="kafka",
-        data_dir=tmp / "profile-kafka",
-        kafka_bootstrap_servers=bootstrap,
-        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.profile.",
-    )
+    tag = uuid.uuid4().hex[:8]
     created: list[str] = []
     try:
-        with KafkaLog(settings) as klog:
-            created = klog.ensure_topics()
-            profiled("Kafka Ingest.publish_documents", klog)
+        for sealed in (False, True):
+            what = "sealed" if sealed else "unsealed"
+            settings = Settings(
+                backend="kafka",
+                data_dir=tmp / f"profile-kafka-{what}",
+                kafka_bootstrap_servers=bootstrap,
+                topic_prefix=f"bench{tag}.profile-{what}.",
+                master_key=MASTER_KEY,
+            )
+            with KafkaLog(settings) as klog:
+                created += klog.ensure_topics()
+                sealer = sealer_of(settings) if sealed else PlainSealer()
+                profiled(f"Kafka Ingest.publish_documents, {what}", klog, sealer)
     finally:
         delete_topics(bootstrap, created)
 
@@ -678,6 +851,41 @@ def print_table(figures: list[Figure]) -> None:
             print(f"  {f.label.strip()}  /  {f.baseline.label.strip()}")
 
 
+def print_sealing(figures: list[Figure], info: dict[str, Any]) -> None:
+    """The encryption figures on their own: each backend's publish path with and without
+    sealing, the ratio, and every round's rate and CPU (this process and the validation
+    worker)."""
+    sealed = [f for f in figures if f.key.endswith("_sealed") and f.baseline is not None]
+    if not sealed:
+        return
+    share = info["sealing"]
+    print(
+        f"\nwith and without encryption (best of {info['rounds']} alternating rounds, each on "
+        f"a fresh log; {share['events_with_sealed_fields']:.0%} of the events have fields to "
+        f"seal, {share['sealed_fields_per_event']:.2f} fields an event):"
+    )
+    for f in sealed:
+        assert f.baseline is not None
+        rounds = orjson.loads(f.note)
+        verdict = "" if f.passed is None else (" met" if f.passed else " NOT met")
+        goal = f" (goal >= {SEALED_GOAL}x:{verdict})" if f.passed is not None else ""
+        print(
+            f"  {f.label.strip().rsplit(',', 1)[0]}: {f.rate:,.0f}/s sealed vs "
+            f"{f.baseline.rate:,.0f}/s unsealed = {f.ratio:.2f}x{goal}"
+        )
+        for what in ("sealed", "unsealed"):
+            r = rounds[what]
+            print(f"      {what:8} rounds: events/s {r['events_per_s']}, cpu s {r['cpu_s']}")
+        rate = {what: statistics.median(rounds[what]["events_per_s"]) for what in rounds}
+        cpu = {what: statistics.median(rounds[what]["cpu_s"]) for what in rounds}
+        print(
+            f"      medians of the rounds: {rate['sealed']:,.0f} / {rate['unsealed']:,.0f} "
+            f"events/s = {rate['sealed'] / rate['unsealed']:.2f}x; CPU (this process + "
+            f"validation worker) {cpu['unsealed']:.2f} s unsealed / {cpu['sealed']:.2f} s "
+            f"sealed = {cpu['unsealed'] / cpu['sealed']:.2f}x"
+        )
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -698,6 +906,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         or os.environ.get("ISTORE_KAFKA_BOOTSTRAP_SERVERS"),
         help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS, else a local broker)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="rounds of the full publish path sealed and unsealed (alternating, fresh logs; "
+        "the best of each is kept)",
     )
     p.add_argument("--no-kafka", action="store_true", help="only the embedded figures")
     p.add_argument("--no-embedded", action="store_true", help="only the Kafka figures")
@@ -722,6 +937,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.events < 1 or args.warmup < 0 or args.broker_warmup < 0 or args.contacts < 1:
         p.error("--events and --contacts must be >= 1, the warm-ups >= 0")
+    if args.rounds < 1:
+        p.error("--rounds must be >= 1")
     return args
 
 
@@ -745,6 +962,8 @@ def measure(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Any], list[F
         "per_topic": dict(data.per_topic),
         "make_seconds": round(t.seconds, 1),
         "gc_mode": args.gc,
+        "sealing": sealed_fields(data.records),
+        "rounds": args.rounds,
     }
     _say(f"documents ready after {t.seconds:.1f}s")
     if args.gc == "freeze":
@@ -755,7 +974,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Any], list[F
 
     figures: list[Figure] = []
     if not args.no_embedded:
-        figures += bench_embedded(data, tmp)
+        figures += bench_embedded(data, tmp, args.rounds)
     bootstrap: str | None = None
     broker = None
     try:
@@ -771,7 +990,9 @@ def measure(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Any], list[F
                 with t:
                     bootstrap = broker.start()
                 _say(f"broker at {bootstrap} after {t.seconds:.1f}s")
-            run = KafkaRun(bootstrap, data, tmp, broker_warmup=args.broker_warmup)
+            run = KafkaRun(
+                bootstrap, data, tmp, broker_warmup=args.broker_warmup, rounds=args.rounds
+            )
             try:
                 bench_kafka(run)
             finally:
@@ -821,6 +1042,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"producer settings, ours = raw: {kafka_info['producer']}")
     print()
     print_table(figures)
+    print_sealing(figures, info)
     print()
     print(
         f"peak RSS {info['peak_rss_mb']} MB; wall {total:.0f}s; "
@@ -836,6 +1058,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ratios": {f.key: round(f.ratio, 3) for f in figures if f.ratio is not None},
         "gc_seconds": {f.key: round(f.timer.gc_seconds, 2) for f in figures},
         "goals": {f.key: f.passed for f in figures if f.passed is not None},
+        "sealing_rounds": {
+            f.key: orjson.loads(f.note) for f in figures if f.key.endswith("_sealed")
+        },
+        "sealing_median_ratios": {
+            f.key: round(
+                statistics.median(orjson.loads(f.note)["sealed"]["events_per_s"])
+                / statistics.median(orjson.loads(f.note)["unsealed"]["events_per_s"]),
+                3,
+            )
+            for f in figures
+            if f.key.endswith("_sealed")
+        },
+        "sealing_cpu_ratios": {
+            f.key: round(
+                statistics.median(orjson.loads(f.note)["unsealed"]["cpu_s"])
+                / statistics.median(orjson.loads(f.note)["sealed"]["cpu_s"]),
+                3,
+            )
+            for f in figures
+            if f.key.endswith("_sealed")
+        },
         "wall_seconds": round(total, 1),
     }
     print(orjson.dumps(summary).decode())

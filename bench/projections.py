@@ -18,14 +18,16 @@ import os
 import pstats
 import random
 import re
+import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -33,11 +35,16 @@ from typing import IO, Any
 import orjson
 from pydantic import SecretStr
 
+from bench.plain import PlainSealer, new_master_key
 from interaction_store import demo
 from interaction_store.catalog import StreamCatalog
 from interaction_store.codec import collector_paused, encode
 from interaction_store.ingest import Ingest
+from interaction_store.log.base import EventLog
+from interaction_store.log.embedded import EmbeddedLog
 from interaction_store.log.kafka import KafkaLog
+from interaction_store.privacy import open_key_store
+from interaction_store.privacy.sealing import Sealer, sealer_of
 from interaction_store.projection.registry import KINDS
 from interaction_store.read import ReadAPI
 from interaction_store.settings import Settings
@@ -63,8 +70,15 @@ TIMELINE_P99_GOAL_MS = 5.0
 RSS_GOAL_MB = 400.0
 """Peak resident memory of the projection worker."""
 
+SEALED_WORKER_GOAL = 0.9
+"""The worker opening sealed fields (events published sealed), as a fraction of the same
+worker with an opener that does nothing (the same events published unsealed)."""
+
 GOAL_SCALE = 1_000_000
 """The events the goals are stated for."""
+
+MASTER_KEY = new_master_key()
+"""The master key of this run's stores (on Kafka and PostgreSQL there is no default)."""
 
 DRAIN_TIMEOUT_S = 600.0
 RSS_POLL_S = 0.05
@@ -72,6 +86,7 @@ EVENTS_PER_CONTACT = demo.estimate_events(1000) / 1000
 """A year of demo data per contact (about 93 events)."""
 
 _CLI = ("-m", "interaction_store.cli")
+_WORKER = ("-m", "bench.worker")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -252,11 +267,16 @@ def _checked(child: ChildRun, what: str) -> ChildRun:
 
 @dataclass
 class Backend:
-    """One view store: where the worker writes and how to reach it."""
+    """One view store: where the worker writes and how to reach it, and the log it reads (the
+    run's Kafka topics, those of another prefix, or an embedded log in ``data_dir``)."""
 
     name: str  # "sqlite" | "postgres"
     data_dir: Path
     postgres_dsn: str | None = None
+    prefix: str | None = None
+    """The topics' prefix, when not the run's (the unsealed copy of the events)."""
+    embedded: bool = False
+    """The log is the embedded one in ``data_dir`` (views beside it), not Kafka."""
 
     def settings(self, base: Settings) -> Settings:
         return base.model_copy(
@@ -284,6 +304,16 @@ class Run:
     def prefix(self) -> str:
         return f"bench{self.tag}.proj."
 
+    @property
+    def plain_prefix(self) -> str:
+        """The topics of the same events published unsealed."""
+        return f"bench{self.tag}.plain."
+
+    @property
+    def keys_dir(self) -> Path:
+        """The data folder of the sealed publish, whose key store every worker needs."""
+        return self.tmp / "publisher"
+
     def settings(self, data_dir: Path, prefix: str | None = None) -> Settings:
         return Settings(
             backend="kafka",
@@ -292,23 +322,37 @@ class Run:
             topic_prefix=self.prefix if prefix is None else prefix,
             kafka_client_id=f"istore-bench-{self.tag}",
             postgres_dsn=None,
+            master_key=MASTER_KEY,
         )
 
     def env(self, backend: Backend) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k != "ISTORE_POSTGRES_DSN"}
+        unset = ("ISTORE_POSTGRES_DSN", "ISTORE_MASTER_KEY_FILE")
+        env = {k: v for k, v in os.environ.items() if k not in unset}
         env.update(
-            ISTORE_BACKEND="kafka",
-            ISTORE_KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
-            ISTORE_TOPIC_PREFIX=self.prefix,
             ISTORE_DATA_DIR=str(backend.data_dir),
+            ISTORE_MASTER_KEY=MASTER_KEY.get_secret_value(),
         )
+        if backend.embedded:
+            env["ISTORE_BACKEND"] = "embedded"
+        else:
+            env.update(
+                ISTORE_BACKEND="kafka",
+                ISTORE_KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
+                ISTORE_TOPIC_PREFIX=self.prefix if backend.prefix is None else backend.prefix,
+            )
         if backend.postgres_dsn is not None:
             env["ISTORE_POSTGRES_DSN"] = backend.postgres_dsn
         return env
 
-    def log_records(self) -> int:
+    def log_records(self, backend: Backend | None = None) -> int:
         """Records on the event topics now (what a ``run --once`` starting now applies)."""
-        with KafkaLog(self.settings(self.tmp / "probe")) as log:
+        log: EventLog
+        if backend is not None and backend.embedded:
+            log = EmbeddedLog(Settings(data_dir=backend.data_dir, master_key=MASTER_KEY))
+        else:
+            prefix = None if backend is None else backend.prefix
+            log = KafkaLog(self.settings(self.tmp / "probe", prefix))
+        with log:
             return sum(sum(log.end_offsets(t.name).values()) for t in log.catalog.event_topics)
 
 
@@ -355,6 +399,8 @@ def _lines(path: Path, limit: int | None = None) -> Iterator[bytes]:
 
 
 def publish(run: Run, events_file: Path) -> None:
+    """The events, sealed as the store publishes them, to the run's topics (the key store in
+    :attr:`Run.keys_dir`), after warming the broker up."""
     args = run.args
     if args.broker_warmup:
         # A fresh broker runs at a fraction of its speed for its first ~20k records (JIT):
@@ -366,28 +412,115 @@ def publish(run: Run, events_file: Path) -> None:
             Ingest(log, PUBLISH_BATCH).publish_lines(
                 _lines(events_file, args.broker_warmup), "warm"
             )
-    with KafkaLog(run.settings(run.tmp / "publisher")) as log:
+    with KafkaLog(run.settings(run.keys_dir)) as log:
         run.created_topics += log.ensure_topics()
         _say(f"publishing {args.events:,} events to {run.prefix}* (Ingest.publish_lines)")
-        started, cpu = time.perf_counter(), time.process_time()
-        report = Ingest(log, PUBLISH_BATCH).publish_lines(_lines(events_file), "bench")
-        seconds = time.perf_counter() - started
-        if report.accepted != args.events:
-            raise SystemExit(f"publish: {report.summary()}; expected {args.events} accepted")
-        per_topic = {
-            t.logical: sum(log.end_offsets(t.name).values()) for t in log.catalog.event_topics
-        }
-    run.info["per_topic"] = per_topic
-    run.figures.append(
-        Figure(
+        figure = publish_to(
+            run,
+            events_file,
+            log,
+            sealer_of(log.settings),
             "publish",
             "Ingest.publish_lines -> Kafka (as istore publish)",
-            args.events,
-            seconds,
-            time.process_time() - cpu,
-            extra={"note": "cpu s: this process only, not the validation worker"},
         )
+        run.info["per_topic"] = {
+            t.logical: sum(log.end_offsets(t.name).values()) for t in log.catalog.event_topics
+        }
+    run.figures.append(figure)
+
+
+def publish_unsealed(run: Run, events_file: Path) -> Figure:
+    """The same events to other topics (:attr:`Run.plain_prefix`) with a sealer that does
+    nothing: the log of the worker without encryption."""
+    with KafkaLog(run.settings(run.tmp / "publisher-plain", run.plain_prefix)) as log:
+        run.created_topics += log.ensure_topics()
+        _say(f"publishing {run.args.events:,} events unsealed to {run.plain_prefix}*")
+        figure = publish_to(
+            run,
+            events_file,
+            log,
+            PlainSealer(),
+            "publish_unsealed",
+            "  Ingest.publish_lines -> Kafka, unsealed (no-op Sealer)",
+        )
+    run.figures.append(figure)
+    return figure
+
+
+def publish_embedded(run: Run, events_file: Path, sealed: bool) -> Backend:
+    """The events into an embedded log of their own, sealed or not; the store (SQLite views
+    beside the log) a worker of the encryption figure projects."""
+    what = "sealed" if sealed else "unsealed"
+    folder = run.tmp / f"embedded-{what}"
+    settings = Settings(backend="embedded", data_dir=folder, master_key=MASTER_KEY)
+    with EmbeddedLog(settings) as log:
+        _say(f"publishing {run.args.events:,} events {what} to an embedded log in {folder}")
+        label = "Ingest.publish_lines -> embedded log"
+        run.figures.append(
+            publish_to(
+                run,
+                events_file,
+                log,
+                sealer_of(settings) if sealed else PlainSealer(),
+                f"publish_embedded_{what}",
+                f"  {label}, {what}" + ("" if sealed else " (no-op Sealer)"),
+            )
+        )
+    return Backend("sqlite", folder, embedded=True)
+
+
+def publish_to(
+    run: Run, events_file: Path, log: EventLog, sealer: Sealer, key: str, label: str
+) -> Figure:
+    """``Ingest.publish_lines`` of the events file, timed (the validation worker included)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    try:
+        report = Ingest(log, PUBLISH_BATCH, sealer=sealer).publish_lines(
+            _lines(events_file), "bench"
+        )
+    finally:
+        sealer.close()
+    seconds = time.perf_counter() - started
+    if report.accepted != run.args.events:
+        raise SystemExit(f"{label.strip()}: {report.summary()}; expected all accepted")
+    return Figure(
+        key,
+        label,
+        run.args.events,
+        seconds,
+        time.process_time() - cpu,
+        extra={"note": "cpu s: this process only, not the validation worker"},
     )
+
+
+def install_keys(run: Run, backend: Backend) -> None:
+    """The sealed publish's data keys in the key store the backend's workers open: a copy of
+    its SQLite key store in their data folder, or its rows in their PostgreSQL database (the
+    wrapped keys as they are: same master key). In a deployment publisher and worker share
+    one key store; here the publish ran once, before any view store existed."""
+    source = run.keys_dir / "keys.sqlite"
+    backend.data_dir.mkdir(parents=True, exist_ok=True)
+    if backend.postgres_dsn is None:
+        target = backend.data_dir / "keys.sqlite"
+        with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
+            src.backup(dst)
+        target.chmod(0o600)
+        return
+    import psycopg
+
+    from interaction_store.privacy.postgres import KEYS_TABLE
+
+    open_key_store(backend.settings(run.settings(backend.data_dir))).close()  # its tables
+    with closing(sqlite3.connect(source)) as src:
+        rows = src.execute(
+            "SELECT subject, wrapped FROM data_keys WHERE wrapped IS NOT NULL"
+        ).fetchall()
+    with psycopg.connect(backend.postgres_dsn) as conn, conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {KEYS_TABLE} (subject, wrapped) VALUES (%s, %s) "
+            "ON CONFLICT (subject) DO NOTHING",
+            rows,
+        )
 
 
 def bare_drain(run: Run, limit: int) -> tuple[int, float, float]:
@@ -523,6 +656,73 @@ def replay(run: Run, backend: Backend, kind: str, drain_figure: Figure | None) -
     )
     run.figures.append(figure)
     return figure
+
+
+def worker(run: Run, backend: Backend, sealed: bool, key: str, label: str) -> Figure:
+    """``python -m bench.worker``: the worker of ``istore run --once`` opening sealed fields
+    (``sealed``) or with a no-op opener, over the backend's log into its (fresh) views."""
+    records = run.log_records(backend)
+    what = "sealed" if sealed else "unsealed"
+    _say(f"worker, {what}: {label.strip()} over {records:,} records")
+    argv = [*_WORKER, "--batch-size", str(run.args.batch_size)]
+    if not sealed:
+        argv.append("--unsealed")
+    child = _checked(run_child(argv, run.env(backend), Path.cwd()), f"worker ({label})")
+    match = _APPLIED.search(child.stdout)
+    unreadable = child.stderr.count("unreadable")
+    if unreadable:  # the keys did not reach the worker: every field would cost a warning
+        raise SystemExit(f"worker ({label}): {unreadable} fields did not open")
+    return Figure(
+        key,
+        label,
+        records,
+        child.seconds,
+        child.cpu_seconds,
+        child.rss_mb,
+        extra={
+            "applied": int(match.group(1)) if match else None,
+            "startup_s": None if child.first_output_s is None else round(child.first_output_s, 2),
+        },
+    )
+
+
+def compare_workers(
+    run: Run,
+    name: str,
+    fresh: Callable[[bool, int], Backend],
+    where: str,
+) -> None:
+    """The worker with and without encryption, ``--sealing-rounds`` times each (alternating,
+    a fresh view store each time): the sealed events with the store's opener against the
+    unsealed events with a no-op one. Keeps the best of each and their ratio."""
+    rounds = run.args.sealing_rounds
+    timings: dict[bool, list[Figure]] = {True: [], False: []}
+    log = "embedded log" if where == "embedded" else "Kafka"
+    label = f"worker: {log} -> {'SQLite' if name == 'sqlite' else 'PostgreSQL'}"
+    for r in range(rounds):
+        for flag in (False, True) if r % 2 == 0 else (True, False):
+            what = "sealed" if flag else "unsealed"
+            timings[flag].append(
+                worker(run, fresh(flag, r), flag, f"{what}_{r}", f"{label}, {what}")
+            )
+    key = f"worker_{'embedded' if where == 'embedded' else 'kafka'}_{name}"
+    best = {flag: max(figs, key=lambda f: f.rate) for flag, figs in timings.items()}
+    unsealed = best[False]
+    unsealed.key, unsealed.label = f"{key}_unsealed", f"{label}, unsealed (no-op Opener)"
+    sealed = best[True]
+    sealed.key, sealed.label = f"{key}_sealed", f"{label}, sealed (Opener)"
+    sealed.baseline = unsealed
+    for flag, figure in best.items():
+        figure.extra["rounds_events_per_s"] = [round(f.rate) for f in timings[flag]]
+        figure.extra["rounds_cpu_s"] = [
+            None if f.cpu_seconds is None else round(f.cpu_seconds, 1) for f in timings[flag]
+        ]
+    run.figures += [unsealed, sealed]
+    median = {f: statistics.median(x.rate for x in figs) for f, figs in timings.items()}
+    cpu = {f: statistics.median(x.cpu_seconds or 0.0 for x in figs) for f, figs in timings.items()}
+    sealed.extra["median_ratio"] = round(median[True] / median[False], 3)
+    sealed.extra["cpu_ratio"] = round(cpu[False] / cpu[True], 3) if cpu[True] else None
+    _say(f"{label}: sealed {sealed.rate:,.0f}/s vs unsealed {unsealed.rate:,.0f}/s")
 
 
 def timeline_latency(run: Run, backend: Backend) -> Latency:
@@ -704,8 +904,14 @@ def measure(args: argparse.Namespace, tmp: Path) -> Run:
     contacts, ids, origin = write_events(events_file, args.events, args.seed)
     generated_s = time.perf_counter() - t
     backends = ["sqlite", "postgres"] if args.only is None else [args.only]
+    sealing = args.sealing != "skip"
+    on_kafka = args.sealing != "only" or args.sealing_log == "kafka"
+    # An embedded log has its views in SQLite beside it.
+    backends_sealing = ["sqlite"] if args.sealing_log == "embedded" else backends
     with ExitStack() as stack:
-        bootstrap, local_broker = stack.enter_context(kafka_broker(args, tmp))
+        bootstrap, local_broker = ("", False)
+        if on_kafka:
+            bootstrap, local_broker = stack.enter_context(kafka_broker(args, tmp))
         run = Run(args, tmp, bootstrap)
         run.contacts = ids
         run.info |= {
@@ -716,34 +922,73 @@ def measure(args: argparse.Namespace, tmp: Path) -> Run:
             "contacts_in_data": len(ids),
             "generate_seconds": round(generated_s, 1),
             "events_file_mb": round(events_file.stat().st_size / 2**20, 1),
-            "kafka": {"bootstrap": bootstrap, "local_broker": local_broker},
+            "kafka": {"bootstrap": bootstrap, "local_broker": local_broker} if on_kafka else None,
+            "sealing": args.sealing,
+            "sealing_log": args.sealing_log if sealing else None,
         }
-        if not local_broker:  # someone else's broker: leave no bench topics behind
+        if on_kafka and not local_broker:  # someone else's broker: leave no bench topics
             stack.callback(lambda: delete_topics(bootstrap, run.created_topics))
         server_dsn, local_pg = (None, False)
-        if "postgres" in backends:
+        if "postgres" in backends and (args.sealing != "only" or "postgres" in backends_sealing):
             server_dsn, local_pg = stack.enter_context(postgres_server(args, tmp))
             run.info["postgres"] = {"local_server": local_pg}
 
-        publish(run, events_file)
+        embedded: dict[bool, Backend] = {}
+        if on_kafka:
+            publish(run, events_file)
+        if sealing and args.sealing_log == "kafka":
+            unsealed_pub = publish_unsealed(run, events_file)
+            sealed_pub = next(f for f in run.figures if f.key == "publish")
+            sealed_pub.baseline = unsealed_pub
+        if sealing and args.sealing_log == "embedded":
+            embedded = {flag: publish_embedded(run, events_file, flag) for flag in (False, True)}
+            run.figures[-1].baseline = run.figures[-2]  # sealed over unsealed
         events_file.unlink()
-        drain_figure = drain(run)
+        drain_figure = drain(run) if args.sealing != "only" else None
+
+        def fresh_backend(name: str) -> Callable[[bool, int], Backend]:
+            """A fresh view store for one worker of the encryption figure."""
+
+            def make(sealed: bool, r: int) -> Backend:
+                what = "sealed" if sealed else "unsealed"
+                if args.sealing_log == "embedded":
+                    # The log is the store's: start its views afresh each round.
+                    backend = embedded[sealed]
+                    for old in backend.data_dir.glob("views.sqlite*"):
+                        old.unlink()
+                    return backend
+                prefix = None if sealed else run.plain_prefix
+                folder = tmp / f"views-{name}-{what}-{r}"
+                dsn = None
+                if name == "postgres":
+                    assert server_dsn is not None
+                    dsn = stack.enter_context(fresh_database(server_dsn))
+                backend = Backend(name, folder, dsn, prefix)
+                if sealed:
+                    install_keys(run, backend)
+                return backend
+
+            return make
 
         for name in backends:
-            if name == "sqlite":
-                backend = Backend("sqlite", tmp / "views-sqlite")
-            else:
-                assert server_dsn is not None
-                dsn = stack.enter_context(fresh_database(server_dsn))
-                backend = Backend("postgres", tmp / "views-postgres", dsn)
-            project(run, backend, drain_figure)
-            timeline_latency(run, backend)
-            for kind in args.replay:
-                replay(run, backend, kind, drain_figure)
+            if args.sealing != "only":
+                if name == "sqlite":
+                    backend = Backend("sqlite", tmp / "views-sqlite")
+                else:
+                    assert server_dsn is not None
+                    dsn = stack.enter_context(fresh_database(server_dsn))
+                    backend = Backend("postgres", tmp / "views-postgres", dsn)
+                install_keys(run, backend)
+                project(run, backend, drain_figure)
+                timeline_latency(run, backend)
+                for kind in args.replay:
+                    replay(run, backend, kind, drain_figure)
+            if sealing and name in backends_sealing:
+                compare_workers(run, name, fresh_backend(name), args.sealing_log)
 
         run.info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         run.info["measure_seconds"] = round(time.perf_counter() - started, 1)
-        if args.profile:
+        if args.profile and args.sealing != "only":
             for name in backends:
                 if name == "sqlite":
                     backend = Backend("sqlite", tmp / "profile-sqlite")
@@ -751,6 +996,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> Run:
                     assert server_dsn is not None
                     dsn = stack.enter_context(fresh_database(server_dsn))
                     backend = Backend("postgres", tmp / "profile-postgres", dsn)
+                install_keys(run, backend)
                 profile_worker(run, backend, args.profile_top)
     return run
 
@@ -802,6 +1048,17 @@ def goals(run: Run) -> list[Goal]:
                 postgres.rate >= POSTGRES_GOAL,
             )
         )
+    for fig in run.figures:
+        if fig.key.startswith("worker_") and fig.key.endswith("_sealed") and fig.baseline:
+            where = fig.label.split(",")[0].removeprefix("worker: ")
+            out.append(
+                Goal(
+                    fig.key.removesuffix("_sealed") + "_sealed_vs_unsealed",
+                    f"worker with encryption >= {SEALED_WORKER_GOAL}x without ({where})",
+                    f"{fig.ratio:.2f}x ({fig.rate:,.0f} vs {fig.baseline.rate:,.0f} events/s)",
+                    (fig.ratio or 0) >= SEALED_WORKER_GOAL,
+                )
+            )
     for lat in run.latencies:
         p99 = lat.at(0.99)
         out.append(
@@ -850,22 +1107,25 @@ def report(run: Run, total_s: float) -> None:
         f"projections: {args.events:,} demo events ({info['documents']}; "
         f"{len(run.contacts):,} contacts); worker batches of {args.batch_size:,}"
     )
-    print(f"per topic: {info['per_topic']}; code {info['code']}")
+    print(f"per topic: {info.get('per_topic', '(no Kafka)')}; code {info['code']}")
     kafka = info["kafka"]
-    print(
-        f"kafka: {kafka['bootstrap']}"
-        + (" (local broker started for this run)" if kafka["local_broker"] else "")
-        + (
-            "; postgres: "
+    where = []
+    if kafka is not None:
+        where.append(
+            f"kafka: {kafka['bootstrap']}"
+            + (" (local broker started for this run)" if kafka["local_broker"] else "")
+        )
+    if "postgres" in info:
+        where.append(
+            "postgres: "
             + (
                 "local cluster started for this run (fsync off)"
                 if info["postgres"]["local_server"]
                 else "--postgres-dsn, fresh database"
             )
-            if "postgres" in info
-            else ""
         )
-    )
+    if where:
+        print("; ".join(where))
     print()
     header = ("figure", "records", "s", "cpu s", "events/s", "ratio", "peak RSS MB", "load")
     rows = [
@@ -883,7 +1143,8 @@ def report(run: Run, total_s: float) -> None:
     ]
     print(_table(header, rows))
     print(
-        "\nratio = events/s over the bare drain's. s = wall seconds of the whole subprocess "
+        "\nratio = events/s over the bare drain's (a sealed figure: over the unsealed one "
+        "above it). s = wall seconds of the whole subprocess "
         "(start-up included); cpu s = its user+system CPU (wait4); peak RSS = its VmHWM; "
         "load = 1-min load average when the figure finished."
     )
@@ -927,6 +1188,14 @@ def report(run: Run, total_s: float) -> None:
                 )
             )
         print(_table(lat_header, lat_rows))
+    for f in run.figures:
+        if f.key.startswith("worker_") and f.key.endswith("_sealed") and f.baseline:
+            rounds = (f.baseline.extra["rounds_events_per_s"], f.extra["rounds_events_per_s"])
+            print(
+                f"{f.label.rsplit(',', 1)[0]}, rounds: unsealed {rounds[0]}, sealed {rounds[1]} "
+                f"events/s; medians {f.extra['median_ratio']:.2f}x, CPU (medians) "
+                f"{f.extra['cpu_ratio'] or 0:.2f}x"
+            )
     checks = goals(run)
     print()
     if args.events != GOAL_SCALE:
@@ -999,6 +1268,27 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         type=lambda s: [k for k in s.split(",") if k],
         help=f"view kinds to replay, comma-separated (default all: {','.join(KINDS)}; '' none)",
     )
+    p.add_argument(
+        "--sealing",
+        choices=("with", "only", "skip"),
+        default="with",
+        help="the worker with and without encryption: besides the other figures (with), "
+        "alone (only: no drain, replays or timeline reads), or not at all (skip)",
+    )
+    p.add_argument(
+        "--sealing-log",
+        choices=("kafka", "embedded"),
+        default="kafka",
+        help="the log of the encryption figure: Kafka topics (the events published again, "
+        "unsealed, under another prefix), or two embedded logs (SQLite views only; with "
+        "--sealing only, no broker is started)",
+    )
+    p.add_argument(
+        "--sealing-rounds",
+        type=int,
+        default=1,
+        help="workers run per side of the encryption figure (alternating; best kept)",
+    )
     p.add_argument("--queries", type=int, default=2000, help="timeline queries per backend")
     p.add_argument("--page", type=int, default=50, help="timeline page size")
     p.add_argument(
@@ -1024,8 +1314,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="skip the KafkaLog.follow + decode diagnostic",
     )
     args = p.parse_args(argv)
-    if args.events < 1 or args.queries < 1 or args.batch_size < 1:
-        p.error("--events, --queries and --batch-size must be >= 1")
+    if args.events < 1 or args.queries < 1 or args.batch_size < 1 or args.sealing_rounds < 1:
+        p.error("--events, --queries, --batch-size and --sealing-rounds must be >= 1")
     unknown = [k for k in args.replay if k not in KINDS]
     if unknown:
         p.error(f"unknown view kinds {unknown}; the kinds are {', '.join(KINDS)}")
